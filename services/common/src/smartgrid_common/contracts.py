@@ -1,0 +1,135 @@
+"""The messages that cross service boundaries, defined once.
+
+Ingest publishes one :class:`Summary` per consumed Kafka batch and partition to the Redis Stream
+``<prefix>:summaries`` (field ``data`` = JSON bytes of :meth:`Summary.to_json`). The aggregator folds
+summaries exactly once: it applies a summary only if ``first_offset`` is above the partition's
+applied-offset watermark, atomically with the fold.
+
+Time is epoch milliseconds (``*_ms``) or epoch seconds (``second``: the start of a 1-second
+event-time bucket). Every field name here is part of the contract between services.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+# InfluxDB schema (unchanged from the original system).
+DATABASE = "smart_grid_monitoring"
+RAW_RETENTION_POLICY = "raw_data"
+RAW_RETENTION = "30d"
+AGGREGATE_RETENTION_POLICY = "aggregated_data"
+AGGREGATE_RETENTION = "365d"
+RAW_MEASUREMENT = "energy_consumption"
+AGGREGATE_MEASUREMENT = "energy_consumption_aggregate"
+STATUS_MEASUREMENT = "meter_status"
+REGION_MEASUREMENT = "region_consumption"
+
+# Kafka record contract.
+DEFAULT_TOPIC = "smart-grid-transactions"
+DLQ_SUFFIX = ".dlq"
+DLQ_REASON_HEADER = "smartgrid-error"
+"""Header on every dead-lettered record: why it was rejected."""
+DLQ_SOURCE_HEADER = "smartgrid-source"
+"""Header on every dead-lettered record: ``topic/partition/offset`` it came from."""
+STATUSES_KNOWN = ("ok", "fault", "offline")
+
+
+def summary_stream(prefix: str) -> str:
+    """Redis Stream that carries summaries from ingest to the aggregator."""
+    return f"{prefix}:summaries"
+
+
+def rollup_stream(prefix: str) -> str:
+    """Redis Stream that carries finished rollups from the aggregator to the writer."""
+    return f"{prefix}:rollups"
+
+
+@dataclass(slots=True)
+class SecondPartial:
+    """Readings of one partition batch that fall in one event-time second."""
+
+    second: int
+    sum_kwh: float
+    count: int
+    min_kwh: float
+    max_kwh: float
+
+
+@dataclass(slots=True)
+class RegionPartial:
+    """Readings of one batch in one (second, region); ``meters`` = distinct meter ids in it."""
+
+    second: int
+    region: str
+    sum_kwh: float
+    count: int
+    max_kwh: float
+    meters: list[str]
+
+
+@dataclass(slots=True)
+class MeterUpdate:
+    """A meter whose effective status changed, or that is not ``ok`` and reported again.
+
+    ``previous`` is None the first time the partition sees the meter. ``at_ms`` is the event time
+    of the change (for ``offline``: the partition watermark at which the silence was detected).
+    """
+
+    meter_id: str
+    region: str
+    previous: str | None
+    status: str
+    at_ms: int
+    last_reading_ms: int
+
+
+@dataclass(slots=True)
+class Summary:
+    """Everything the aggregator needs from one batch of one partition."""
+
+    topic: str
+    partition: int
+    first_offset: int
+    last_offset: int
+    watermark_ms: int
+    seconds: list[SecondPartial] = field(default_factory=list)
+    regions: list[RegionPartial] = field(default_factory=list)
+    meters: list[MeterUpdate] = field(default_factory=list)
+
+    def to_json(self) -> bytes:
+        """Compact JSON: partials as arrays in field order (summaries are hot)."""
+        return orjson.dumps(
+            {
+                "topic": self.topic,
+                "partition": self.partition,
+                "first_offset": self.first_offset,
+                "last_offset": self.last_offset,
+                "watermark_ms": self.watermark_ms,
+                "seconds": [[s.second, s.sum_kwh, s.count, s.min_kwh, s.max_kwh] for s in self.seconds],
+                "regions": [
+                    [r.second, r.region, r.sum_kwh, r.count, r.max_kwh, r.meters] for r in self.regions
+                ],
+                "meters": [
+                    [m.meter_id, m.region, m.previous, m.status, m.at_ms, m.last_reading_ms]
+                    for m in self.meters
+                ],
+            }
+        )
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> Summary:
+        """Inverse of :meth:`to_json`."""
+        raw: dict[str, Any] = orjson.loads(data)
+        return cls(
+            topic=raw["topic"],
+            partition=raw["partition"],
+            first_offset=raw["first_offset"],
+            last_offset=raw["last_offset"],
+            watermark_ms=raw["watermark_ms"],
+            seconds=[SecondPartial(*row) for row in raw["seconds"]],
+            regions=[RegionPartial(*row) for row in raw["regions"]],
+            meters=[MeterUpdate(*row) for row in raw["meters"]],
+        )
