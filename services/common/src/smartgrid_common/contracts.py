@@ -60,7 +60,11 @@ class SecondPartial:
 
 @dataclass(slots=True)
 class RegionPartial:
-    """Readings of one batch in one (second, region); ``meters`` = distinct meter ids in it."""
+    """Readings of one batch in one (second, region); ``meters`` = distinct meter ids in it.
+
+    ``lat_sum``/``lon_sum`` over the ``geo_count`` readings that carried coordinates give the
+    region's centroid for the map.
+    """
 
     second: int
     region: str
@@ -68,6 +72,9 @@ class RegionPartial:
     count: int
     max_kwh: float
     meters: list[str]
+    lat_sum: float
+    lon_sum: float
+    geo_count: int
 
 
 @dataclass(slots=True)
@@ -110,7 +117,8 @@ class Summary:
                 "watermark_ms": self.watermark_ms,
                 "seconds": [[s.second, s.sum_kwh, s.count, s.min_kwh, s.max_kwh] for s in self.seconds],
                 "regions": [
-                    [r.second, r.region, r.sum_kwh, r.count, r.max_kwh, r.meters] for r in self.regions
+                    [r.second, r.region, r.sum_kwh, r.count, r.max_kwh, r.meters, r.lat_sum, r.lon_sum, r.geo_count]
+                    for r in self.regions
                 ],
                 "meters": [
                     [m.meter_id, m.region, m.previous, m.status, m.at_ms, m.last_reading_ms]
