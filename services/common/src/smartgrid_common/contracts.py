@@ -2,8 +2,16 @@
 
 Ingest publishes one :class:`Summary` per consumed Kafka batch and partition to the Redis Stream
 ``<prefix>:summaries`` (field ``data`` = JSON bytes of :meth:`Summary.to_json`). The aggregator folds
-summaries exactly once: it applies a summary only if ``first_offset`` is above the partition's
-applied-offset watermark, atomically with the fold.
+summaries exactly once, atomically with advancing the partition's applied-offset watermark ``W``:
+
+* the summaries of one partition CHAIN: each one's ``first_offset`` is the previous one's
+  ``last_offset + 1`` (ingest guarantees it, across restarts too, by remembering the last offset it
+  published); so a summary with ``last_offset <= W`` is a duplicate (acknowledge, skip), one with
+  ``first_offset == W + 1`` (or any, when ``W`` is unset) is applied, and one with
+  ``first_offset > W + 1`` arrived before its predecessor (leave it pending, retry later);
+* a meter's status counts are moved from the status the AGGREGATOR holds for that meter to the new
+  one (``MeterUpdate.previous`` is ingest's view, informational only): a restarted ingest may
+  report a meter as new again, and that must not count it twice.
 
 Time is epoch milliseconds (``*_ms``) or epoch seconds (``second``: the start of a 1-second
 event-time bucket). Every field name here is part of the contract between services.
