@@ -149,3 +149,92 @@ class Summary:
             regions=[RegionPartial(*row) for row in raw["regions"]],
             meters=[MeterUpdate(*row) for row in raw["meters"]],
         )
+
+
+# Rollups: aggregator -> writer, on stream ``rollup_stream(prefix)``, field ``data`` = JSON bytes.
+# The aggregator builds this JSON inside a Redis Lua script (so emitting and clearing the dirty
+# marks is atomic); numbers are Redis' own decimal strings written as JSON numbers, hence the
+# float()/int() coercion in from_json (an integral sum like 3.0 arrives as 3).
+
+
+@dataclass(slots=True)
+class SecondRollup:
+    """One event-time second over every partition, as it stands: ``energy_consumption_aggregate``."""
+
+    second: int
+    total_kwh: float
+    reading_count: int
+    min_kwh: float
+    max_kwh: float
+
+
+@dataclass(slots=True)
+class RegionRollup:
+    """One (second, region) over every partition: ``region_consumption``.
+
+    ``meter_count`` = distinct meters with a reading in the bucket.
+    """
+
+    second: int
+    region: str
+    total_kwh: float
+    reading_count: int
+    meter_count: int
+    max_kwh: float
+
+
+@dataclass(slots=True)
+class Rollup:
+    """Buckets that changed since the last emission, plus the status counts if they changed.
+
+    A bucket emitted again later carries its complete new state and overwrites the older point.
+    ``seq`` increases with every emission; the newest ``seq`` of each bucket is kept next to the
+    bucket in Redis so a writer can skip a rollup that a newer one already superseded.
+    ``status_counts`` (None when unchanged) holds every status ever seen, zeros included, and is
+    written at ``status_second`` (the newest event second folded when it was emitted).
+    """
+
+    seq: int
+    emitted_ms: int
+    seconds: list[SecondRollup] = field(default_factory=list)
+    regions: list[RegionRollup] = field(default_factory=list)
+    status_second: int | None = None
+    status_counts: dict[str, int] | None = None
+
+    def to_json(self) -> bytes:
+        """Compact JSON, rows as arrays in field order (the aggregator's Lua emits the same)."""
+        return orjson.dumps(
+            {
+                "seq": self.seq,
+                "emitted_ms": self.emitted_ms,
+                "seconds": [
+                    [s.second, s.total_kwh, s.reading_count, s.min_kwh, s.max_kwh] for s in self.seconds
+                ],
+                "regions": [
+                    [r.second, r.region, r.total_kwh, r.reading_count, r.meter_count, r.max_kwh]
+                    for r in self.regions
+                ],
+                "status_second": self.status_second,
+                "status": self.status_counts,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> Rollup:
+        """Inverse of :meth:`to_json`; numbers are coerced to their declared types."""
+        raw: dict[str, Any] = orjson.loads(data)
+        status = raw.get("status")
+        return cls(
+            seq=int(raw["seq"]),
+            emitted_ms=int(raw["emitted_ms"]),
+            seconds=[
+                SecondRollup(int(s), float(total), int(count), float(low), float(high))
+                for s, total, count, low, high in raw["seconds"]
+            ],
+            regions=[
+                RegionRollup(int(s), str(region), float(total), int(count), int(meters), float(high))
+                for s, region, total, count, meters, high in raw["regions"]
+            ],
+            status_second=None if raw.get("status_second") is None else int(raw["status_second"]),
+            status_counts=None if status is None else {str(k): int(v) for k, v in status.items()},
+        )
