@@ -1,0 +1,168 @@
+"""Every kopf registration of the operator, in one place.
+
+Handlers are short: read Kafka, build manifests with the pure builders, adopt and apply them,
+write the status. All of them funnel into ``reconcile`` so a spec change, an operator restart
+and the periodic resync do exactly the same thing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+from typing import Any
+
+import kopf
+
+from smartgrid_operator import builders, kube
+from smartgrid_operator.builders import GROUP, PLURAL, VERSION
+from smartgrid_operator.kafka import KafkaUnavailable, read_topic
+
+# How often the timer re-reads the partition count and the lag, and re-applies the workloads.
+RESYNC_SECONDS = float(os.environ.get("SMARTGRID_OPERATOR_RESYNC_SECONDS", "15"))
+# Timeout of one Kafka admin request.
+KAFKA_TIMEOUT_SECONDS = float(os.environ.get("SMARTGRID_OPERATOR_KAFKA_TIMEOUT", "5"))
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    """Operator-wide settings; each says why it differs from kopf's default."""
+    # Named after our API group, so `kubectl get sgc -o yaml` tells who holds a deleting object.
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    # Our status has a schema (kopf's own status.kopf field would be pruned): keep kopf's
+    # bookkeeping in annotations under our group instead.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    # A stuck API connection must not freeze the operator: fail and retry instead of waiting.
+    settings.networking.connect_timeout = 10
+    settings.networking.request_timeout = 60
+    # Re-list every 5 minutes, which heals a watch that silently missed events.
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    # Handlers are synchronous (Kafka admin calls block): give them enough threads.
+    settings.execution.max_workers = 16
+    # Post our own Events (Rescaled, Applied, ...), not one per handler run.
+    settings.posting.level = logging.WARNING
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def reconcile(body: kopf.Body, patch: kopf.Patch, logger: logging.Logger, trigger: str) -> None:
+    """Read Kafka, apply the owned objects for the current spec, and write the status."""
+    spec, meta, namespace, name = body["spec"], body["metadata"], body["metadata"]["namespace"], body["metadata"]["name"]
+    status = body.get("status") or {}
+    kafka_spec = spec["kafka"]
+
+    lag = None
+    partitions = kafka_spec.get("partitions")
+    try:
+        topic = read_topic(
+            kafka_spec["bootstrapServers"], kafka_spec["topic"], kafka_spec["groupId"], KAFKA_TIMEOUT_SECONDS
+        )
+        reachable, message, lag = True, f"topic {kafka_spec['topic']} has {topic.partitions} partitions", topic.consumer_lag
+        partitions = partitions or topic.partitions
+    except KafkaUnavailable as error:
+        reachable, message = False, str(error)
+        partitions = partitions or status.get("partitions")
+        if _was_reachable(status):
+            kopf.warn(body, reason="KafkaUnreachable", message=message)
+    if not partitions:
+        # Nothing to plan with yet: say so in the status, retry on the next resync.
+        patch.setdefault("status", {})["conditions"] = [
+            builders.build_condition("Ready", False, "KafkaUnreachable", message, meta["generation"], _now(), status.get("conditions")),
+            builders.build_condition("KafkaReachable", False, "Unreachable", message, meta["generation"], _now(), status.get("conditions")),
+        ]
+        raise kopf.TemporaryError(f"{message}; set spec.kafka.partitions to plan without Kafka", delay=RESYNC_SECONDS)
+
+    manifests = builders.build_all(name, namespace, spec, partitions)
+    kopf.append_owner_reference(manifests, owner=body)
+    for manifest in manifests:
+        kube.apply(manifest)
+    for component in builders.stale_components(spec):
+        kube.delete("Deployment", namespace, builders.component_name(name, component))
+        kube.delete("Service", namespace, builders.component_name(name, component))
+
+    statefulset = kube.get("StatefulSet", namespace, builders.component_name(name, "ingest"))
+    deployments = {
+        component: kube.get("Deployment", namespace, builders.component_name(name, component))
+        for component in ("aggregator", "writer")
+        if spec[component]["enabled"]
+    }
+    new_status = builders.build_status(
+        spec=spec,
+        generation=meta["generation"],
+        partitions=partitions,
+        kafka_reachable=reachable,
+        kafka_message=message,
+        consumer_lag=lag,
+        statefulset=statefulset,
+        deployments=deployments,
+        previous_conditions=status.get("conditions"),
+        now=_now(),
+    )
+    _post_events(body, status, new_status, trigger)
+    patch.setdefault("status", {}).update(new_status)
+    logger.debug("reconciled (%s): %s partitions, %s replicas", trigger, partitions, new_status["replicas"])
+
+
+def _was_reachable(status: dict[str, Any]) -> bool:
+    return any(c.get("type") == "KafkaReachable" and c.get("status") == "True" for c in status.get("conditions") or [])
+
+
+def _post_events(body: kopf.Body, old: dict[str, Any], new: dict[str, Any], trigger: str) -> None:
+    """Kubernetes Events for what a person watching `kubectl describe sgc` wants to know."""
+    if old.get("partitions") and old.get("partitions") != new["partitions"]:
+        kopf.info(
+            body,
+            reason="Rescaled",
+            message=f"topic partitions {old['partitions']} -> {new['partitions']}: "
+            f"ingest replicas {old.get('replicas')} -> {new['replicas']}",
+        )
+    if old.get("observedGeneration") != new["observedGeneration"]:
+        kopf.info(
+            body,
+            reason="Applied",
+            message=f"generation {new['observedGeneration']} applied ({trigger}): "
+            f"{new['replicas']} ingest replicas for {new['partitions']} partitions",
+        )
+    ready_before = next((c for c in old.get("conditions") or [] if c.get("type") == "Ready"), {})
+    ready_now = next(c for c in new["conditions"] if c["type"] == "Ready")
+    if ready_before.get("reason") != ready_now["reason"] and ready_before:
+        post = kopf.info if ready_now["status"] == "True" else kopf.warn
+        post(body, reason=ready_now["reason"], message=ready_now["message"])
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
+def apply_spec(body: kopf.Body, patch: kopf.Patch, logger: logging.Logger, reason: str, **_: Any) -> None:
+    """A new or changed spec (or the operator restarting): bring the owned objects in line."""
+    reconcile(body, patch, logger, trigger=str(reason))
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
+def resync(body: kopf.Body, patch: kopf.Patch, logger: logging.Logger, **_: Any) -> None:
+    """Periodic: follow the topic's partition count, refresh lag and readiness, heal drift."""
+    try:
+        reconcile(body, patch, logger, trigger="resync")
+    except kopf.TemporaryError as error:
+        # The timer runs again anyway; a retry loop on top of it would only add noise.
+        logger.warning("resync skipped: %s", error)
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL)
+def delete_owned(body: kopf.Body, logger: logging.Logger, **_: Any) -> None:
+    """Remove what the consumer owned now, rather than waiting for the garbage collector."""
+    name, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
+    deleted = kube.delete_owned(namespace, builders.owned_selector(name))
+    logger.info("deleted %s", ", ".join(deleted) or "nothing (already gone)")
+
+
+@kopf.on.probe(id="settings")
+def report_settings(**_: Any) -> dict[str, float]:
+    """Shown on the liveness endpoint next to kopf's own health."""
+    return {"resyncSeconds": RESYNC_SECONDS, "kafkaTimeoutSeconds": KAFKA_TIMEOUT_SECONDS}

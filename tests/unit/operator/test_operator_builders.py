@@ -1,0 +1,216 @@
+"""The pure builders: a defaulted spec in, manifests and status out."""
+
+from __future__ import annotations
+
+import pytest
+from sgc_specs import defaulted_spec
+
+from smartgrid_operator import builders
+from smartgrid_operator.builders import (
+    build_all,
+    build_ingest_statefulset,
+    build_partitions_configmap,
+    build_status,
+    partition_ranges,
+    replica_count,
+)
+
+
+
+@pytest.mark.parametrize(
+    ("partitions", "k", "replicas"),
+    [(32, 8, 4), (48, 8, 6), (33, 8, 5), (1, 8, 1), (0, 8, 0), (7, 1, 7), (12, 5, 3)],
+)
+def test_replicas_are_the_ceiling_of_partitions_over_partitions_per_replica(partitions, k, replicas):
+    assert replica_count(partitions, k) == replicas
+
+
+def test_replica_count_rejects_zero_partitions_per_replica():
+    with pytest.raises(ValueError, match="partitionsPerReplica"):
+        replica_count(8, 0)
+
+
+def test_replica_i_owns_i_times_k_up_to_the_next_and_the_last_is_cut_at_the_count():
+    assert partition_ranges(20, 8) == [(0, 7), (8, 15), (16, 19)]
+    assert partition_ranges(32, 8) == [(0, 7), (8, 15), (16, 23), (24, 31)]
+
+
+def test_every_partition_has_exactly_one_owner():
+    for partitions in range(1, 70):
+        for k in (1, 3, 8, 16):
+            owned = [p for first, last in partition_ranges(partitions, k) for p in range(first, last + 1)]
+            assert owned == list(range(partitions))
+
+
+def test_partitions_configmap_has_one_range_per_replica_in_smartgrid_partitions_syntax():
+    data = build_partitions_configmap("grid", "ns", 17, 8)["data"]
+    assert data == {"replica-0": "0-7", "replica-1": "8-15", "replica-2": "16"}
+
+
+def test_statefulset_runs_one_replica_per_range_and_reads_its_range_by_ordinal(spec):
+    sts = build_ingest_statefulset("grid", "ns", spec, 32)
+    assert sts["spec"]["replicas"] == 4
+    assert sts["metadata"]["annotations"][builders.PARTITIONS_ANNOTATION] == "0-7,8-15,16-23,24-31"
+    container = sts["spec"]["template"]["spec"]["containers"][0]
+    script = container["command"][-1]
+    assert "SMARTGRID_PARTITIONS" in script and "${HOSTNAME##*-}" in script
+    assert {"name": "partitions", "mountPath": builders.PARTITIONS_DIR, "readOnly": True} in container["volumeMounts"]
+
+
+def test_group_assignment_lets_kafka_balance_and_mounts_no_ranges():
+    spec = defaulted_spec(ingest={"assignment": "group"})
+    sts = build_ingest_statefulset("grid", "ns", spec, 32)
+    container = sts["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["python", "-m", "ingest"]
+    assert all(m["name"] != "partitions" for m in container["volumeMounts"])
+
+
+def test_paused_scales_ingest_to_zero_and_keeps_the_other_services():
+    spec = defaulted_spec(paused=True)
+    kinds = {(m["kind"], m["metadata"]["name"]): m for m in build_all("grid", "ns", spec, 32)}
+    assert kinds[("StatefulSet", "grid-ingest")]["spec"]["replicas"] == 0
+    assert kinds[("Deployment", "grid-aggregator")]["spec"]["replicas"] == 1
+
+
+def _template_hash(manifest):
+    return manifest["spec"]["template"]["metadata"]["annotations"][builders.CONFIG_HASH_ANNOTATION]
+
+
+def test_a_spec_change_changes_the_pod_template_hash_so_pods_roll(spec):
+    changed = defaulted_spec(ingest={"batchSize": 5000})
+    assert _template_hash(build_ingest_statefulset("g", "n", spec, 32)) != _template_hash(
+        build_ingest_statefulset("g", "n", changed, 32)
+    )
+    assert _template_hash(builders.build_deployment("g", "n", spec, "writer")) != _template_hash(
+        builders.build_deployment("g", "n", changed, "writer")
+    )
+
+
+def test_adding_whole_multiples_of_k_only_adds_replicas_without_restarting_the_others(spec):
+    assert _template_hash(build_ingest_statefulset("g", "n", spec, 32)) == _template_hash(
+        build_ingest_statefulset("g", "n", spec, 48)
+    )
+
+
+def test_a_partition_count_that_changes_the_last_range_restarts_the_replicas(spec):
+    assert _template_hash(build_ingest_statefulset("g", "n", spec, 30)) != _template_hash(
+        build_ingest_statefulset("g", "n", spec, 32)
+    )
+
+
+def test_pods_are_hardened(spec):
+    for manifest in build_all("g", "n", spec, 8):
+        if manifest["kind"] not in ("StatefulSet", "Deployment"):
+            continue
+        pod = manifest["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        container = pod["containers"][0]
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+        assert container["securityContext"]["allowPrivilegeEscalation"] is False
+        assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+
+
+def test_configmap_keeps_the_original_variable_names():
+    spec = defaulted_spec(kafka={"topic": "t", "groupId": "g", "dlqTopic": "dlq"})
+    data = builders.build_configmap("g", "n", spec)["data"]
+    assert data["KAFKA_BROKERS"] == "kafka:9092"
+    assert data["KAFKA_TOPIC"] == "t"
+    assert data["KAFKA_GROUP_ID"] == "g"
+    assert data["KAFKA_BATCH_TIMEOUT"] == "500ms"
+    assert data["INFLUXDB_URL"] == "http://influxdb:8086"
+    assert data["PROCESSOR_ENABLE_AGGREGATIONS"] == "true"
+    assert data["SMARTGRID_DLQ_TOPIC"] == "dlq"
+    assert all(isinstance(value, str) for value in data.values())
+    assert not any("PASSWORD" in key for key in data)
+
+
+def test_credentials_come_from_secret_key_refs_never_from_the_configmap():
+    spec = defaulted_spec(
+        kafka={"security": {"protocol": "SASL_SSL", "saslMechanism": "SCRAM-SHA-512", "credentialsSecret": {"name": "kafka-user"}}},
+        influxdb={"credentialsSecret": {"name": "influx", "passwordKey": "pw"}},
+        redis={"credentialsSecret": {"name": "redis"}},
+    )
+    env = build_ingest_statefulset("g", "n", spec, 8)["spec"]["template"]["spec"]["containers"][0]["env"]
+    by_name = {item["name"]: item["valueFrom"]["secretKeyRef"] for item in env}
+    assert by_name["SMARTGRID_KAFKA_SASL_USERNAME"] == {"name": "kafka-user", "key": "username"}
+    assert by_name["SMARTGRID_KAFKA_SASL_PASSWORD"] == {"name": "kafka-user", "key": "password"}
+    assert by_name["SMARTGRID_INFLUXDB_PASSWORD"] == {"name": "influx", "key": "pw"}
+    assert by_name["SMARTGRID_REDIS_PASSWORD"] == {"name": "redis", "key": "password"}
+    assert builders.build_config_data(spec)["SMARTGRID_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+
+
+def test_disabled_components_are_not_built_and_are_reported_stale():
+    spec = defaulted_spec(writer={"enabled": False})
+    names = {m["metadata"]["name"] for m in build_all("g", "n", spec, 8)}
+    assert "g-writer" not in names and "g-aggregator" in names
+    assert builders.stale_components(spec) == ["writer"]
+
+
+def test_every_owned_object_carries_the_selector_labels_the_delete_handler_uses(spec):
+    for manifest in build_all("g", "n", spec, 8):
+        labels = manifest["metadata"]["labels"]
+        assert labels["smartgrid.io/consumer"] == "g"
+        assert labels["app.kubernetes.io/managed-by"] == "smartgrid-operator"
+        assert manifest["metadata"]["namespace"] == "n"
+
+
+def _sts(replicas, ready, generation=1, observed=1):
+    return {
+        "metadata": {"generation": generation},
+        "status": {"observedGeneration": observed, "replicas": replicas, "updatedReplicas": replicas, "readyReplicas": ready},
+    }
+
+
+def _deploy(replicas):
+    return {
+        "metadata": {"generation": 1},
+        "status": {"observedGeneration": 1, "replicas": replicas, "updatedReplicas": replicas, "availableReplicas": replicas},
+    }
+
+
+def _status(spec, **kwargs):
+    defaults = dict(
+        spec=spec, generation=3, partitions=32, kafka_reachable=True, kafka_message="ok", consumer_lag=7,
+        statefulset=_sts(4, 4), deployments={"aggregator": _deploy(1), "writer": _deploy(1)},
+        previous_conditions=None, now="2025-01-01T00:00:00Z",
+    )
+    defaults.update(kwargs)
+    return build_status(**defaults)
+
+
+def _conditions(status):
+    return {c["type"]: c for c in status["conditions"]}
+
+
+def test_status_reports_partitions_replicas_ranges_lag_and_generation(spec):
+    status = _status(spec)
+    assert status["partitions"] == 32 and status["replicas"] == 4 and status["readyReplicas"] == 4
+    assert status["consumerLag"] == 7 and status["observedGeneration"] == 3
+    assert status["partitionRanges"][1] == {"replica": 1, "partitions": "8-15", "first": 8, "last": 15}
+    conditions = _conditions(status)
+    assert conditions["Ready"]["status"] == "True"
+    assert conditions["KafkaReachable"]["status"] == "True"
+    assert conditions["Progressing"]["status"] == "False"
+
+
+def test_status_is_progressing_and_not_ready_while_replicas_start(spec):
+    conditions = _conditions(_status(spec, statefulset=_sts(4, 2)))
+    assert conditions["Ready"]["reason"] == "ReplicasNotReady"
+    assert "ingest 2/4 ready" in conditions["Ready"]["message"]
+    assert conditions["Progressing"]["status"] == "True"
+
+
+def test_status_is_not_ready_when_kafka_is_unreachable(spec):
+    conditions = _conditions(_status(spec, kafka_reachable=False, kafka_message="cannot reach Kafka"))
+    assert conditions["Ready"]["reason"] == "KafkaUnreachable"
+    assert conditions["KafkaReachable"]["status"] == "False"
+
+
+def test_condition_transition_time_only_moves_when_the_status_flips(spec):
+    first = _status(spec)
+    later = _status(spec, previous_conditions=first["conditions"], now="2025-01-02T00:00:00Z")
+    assert _conditions(later)["Ready"]["lastTransitionTime"] == "2025-01-01T00:00:00Z"
+    flipped = _status(spec, statefulset=_sts(4, 1), previous_conditions=first["conditions"], now="2025-01-03T00:00:00Z")
+    assert _conditions(flipped)["Ready"]["lastTransitionTime"] == "2025-01-03T00:00:00Z"
