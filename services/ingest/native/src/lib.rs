@@ -1,6 +1,173 @@
+//! The ingest hot path: one call per consumed Kafka batch.
+//!
+//! Each record is decoded and validated once, in native code, straight from its Kafka value bytes.
+//! Valid records are appended to an InfluxDB line-protocol body; invalid ones come back with a
+//! reason for the dead-letter topic. When aggregations are on, the same pass folds every record
+//! into per-partition summaries (per-second and per-(second, region) partials, meter status
+//! updates) whose JSON is the `Summary` contract of `smartgrid_common.contracts`.
+//!
+//! Python keeps the I/O (Kafka, InfluxDB, Redis); this module knows no network.
+
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList};
+use std::collections::HashMap;
+
+mod lineproto;
+mod record;
+mod summary;
+
+use record::{parse_record, TimestampUnit};
+use summary::PartitionState;
+
+/// Converts batches of Kafka values into line protocol, rejects and summaries.
+#[pyclass(module = "ingest._hotpath")]
+struct Processor {
+    topic: String,
+    unit: TimestampUnit,
+    aggregations: bool,
+    offline_after_ms: i64,
+    partitions: HashMap<i32, PartitionState>,
+}
+
+/// What `Processor.process` returns for one batch.
+#[pyclass(module = "ingest._hotpath", get_all)]
+struct BatchResult {
+    /// Line-protocol body of the valid records, one line each, `\n`-terminated.
+    body: Py<PyBytes>,
+    /// Number of lines in `body`.
+    valid: usize,
+    /// `(index in the batch, reason)` of every invalid record, in batch order.
+    rejected: Vec<(usize, String)>,
+    /// `(partition, first_offset, last_offset)` covered by this batch, one per partition.
+    ranges: Vec<(i32, i64, i64)>,
+    /// `(partition, summary JSON)` for each partition with something to publish (aggregations on).
+    summaries: Vec<(i32, Py<PyBytes>)>,
+}
+
+#[pymethods]
+impl Processor {
+    /// `timestamp_unit` is the unit of epoch-number timestamps: "s", "ms", "us" or "ns".
+    #[new]
+    #[pyo3(signature = (topic, timestamp_unit="ms", aggregations=true, offline_after_ms=300_000))]
+    fn new(topic: String, timestamp_unit: &str, aggregations: bool, offline_after_ms: i64) -> PyResult<Self> {
+        let unit = TimestampUnit::parse(timestamp_unit)
+            .ok_or_else(|| PyValueError::new_err(format!("timestamp unit {timestamp_unit:?}: use s, ms, us or ns")))?;
+        if offline_after_ms <= 0 {
+            return Err(PyValueError::new_err("offline_after_ms must be > 0"));
+        }
+        Ok(Processor { topic, unit, aggregations, offline_after_ms, partitions: HashMap::new() })
+    }
+
+    /// Tell the processor where a partition resumes: records up to `published_upto` were already
+    /// summarised and published before a restart, so they only rebuild meter state; the next
+    /// summary starts at `published_upto + 1`, which keeps the partition's summaries chained.
+    #[pyo3(signature = (partition, published_upto=None, snapshot=None))]
+    fn resume(&mut self, partition: i32, published_upto: Option<i64>, snapshot: Option<&[u8]>) -> PyResult<()> {
+        let mut state = match snapshot {
+            Some(bytes) => PartitionState::restore(bytes).map_err(|e| PyValueError::new_err(format!("bad snapshot: {e}")))?,
+            None => PartitionState::default(),
+        };
+        state.published_upto = published_upto;
+        self.partitions.insert(partition, state);
+        Ok(())
+    }
+
+    /// Meter state of a partition as bytes, for a checkpoint taken together with a summary.
+    fn snapshot<'py>(&self, py: Python<'py>, partition: i32) -> Option<Bound<'py, PyBytes>> {
+        self.partitions.get(&partition).map(|s| PyBytes::new_bound(py, &s.snapshot()))
+    }
+
+    /// Decode, validate and convert one batch. `values[i]` came from `partitions[i]` at `offsets[i]`.
+    fn process(
+        &mut self,
+        py: Python<'_>,
+        values: &Bound<'_, PyList>,
+        partitions: Vec<i32>,
+        offsets: Vec<i64>,
+    ) -> PyResult<BatchResult> {
+        let n = values.len();
+        if partitions.len() != n || offsets.len() != n {
+            return Err(PyValueError::new_err("values, partitions and offsets must have the same length"));
+        }
+        // Borrow every value's bytes without copying; the GIL is held for the whole call.
+        let mut raw: Vec<Option<&[u8]>> = Vec::with_capacity(n);
+        for item in values.iter() {
+            if item.is_none() {
+                raw.push(None);
+            } else {
+                let bytes = item.downcast::<PyBytes>()?;
+                // SAFETY: the list keeps the bytes objects alive for the duration of this call.
+                raw.push(Some(unsafe { std::slice::from_raw_parts(bytes.as_bytes().as_ptr(), bytes.as_bytes().len()) }));
+            }
+        }
+        let mut body: Vec<u8> = Vec::with_capacity(n * 200);
+        let mut rejected = Vec::new();
+        let mut ranges: Vec<(i32, i64, i64)> = Vec::new();
+        let mut valid = 0usize;
+        let unit = self.unit;
+        let aggregations = self.aggregations;
+        for i in 0..n {
+            let partition = partitions[i];
+            let offset = offsets[i];
+            match ranges.iter_mut().find(|r| r.0 == partition) {
+                Some(r) => {
+                    r.1 = r.1.min(offset);
+                    r.2 = r.2.max(offset);
+                }
+                None => ranges.push((partition, offset, offset)),
+            }
+            let state = self.partitions.entry(partition).or_default();
+            state.begin_batch_if_needed(offset);
+            let reading = match raw[i] {
+                None => Err("empty record (no value)".to_string()),
+                Some(bytes) => parse_record(bytes, unit),
+            };
+            match reading {
+                Ok(reading) => {
+                    lineproto::write_line(&mut body, &reading);
+                    valid += 1;
+                    if aggregations {
+                        state.fold(&reading, offset);
+                    }
+                }
+                Err(reason) => rejected.push((i, reason)),
+            }
+        }
+        let mut summaries = Vec::new();
+        for &(partition, _first, last) in &ranges {
+            let state = self.partitions.get_mut(&partition).expect("state exists");
+            if aggregations {
+                if let Some(json) = state.finish_batch(&self.topic, partition, last, self.offline_after_ms) {
+                    summaries.push((partition, PyBytes::new_bound(py, &json).unbind()));
+                }
+            } else {
+                state.skip_batch(last);
+            }
+        }
+        Ok(BatchResult { body: PyBytes::new_bound(py, &body).unbind(), valid, rejected, ranges, summaries })
+    }
+}
+
+/// Validate and convert a single record; `(line, None)` or `(None, reason)`. For tests and tools.
+#[pyfunction]
+#[pyo3(signature = (value, timestamp_unit="ms"))]
+fn convert_one(value: &[u8], timestamp_unit: &str) -> PyResult<(Option<String>, Option<String>)> {
+    let unit = TimestampUnit::parse(timestamp_unit).ok_or_else(|| PyValueError::new_err("bad unit"))?;
+    Ok(match parse_record(value, unit) {
+        Ok(reading) => {
+            let mut out = Vec::new();
+            lineproto::write_line(&mut out, &reading);
+            (Some(String::from_utf8(out).expect("utf-8")), None)
+        }
+        Err(reason) => (None, Some(reason)),
+    })
+}
 
 #[pymodule]
-fn _hotpath(_m: &Bound<'_, PyModule>) -> PyResult<()> {
+fn _hotpath(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Processor>()?;
+    m.add_class::<BatchResult>()?;
+    m.add_function(wrap_pyfunction!(convert_one, m)?)?;
     Ok(())
 }

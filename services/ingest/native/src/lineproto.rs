@@ -1,0 +1,66 @@
+//! InfluxDB 1.x line protocol for `energy_consumption` points.
+
+use crate::record::Reading;
+
+const MEASUREMENT: &[u8] = b"energy_consumption";
+
+/// Append a tag value, escaping what line protocol treats as syntax: `,` `=` and space end a tag,
+/// and a backslash escapes the byte after it, so a literal backslash is doubled when it would
+/// otherwise pair with the next byte (or with the separator after a trailing backslash).
+fn push_tag_value(out: &mut Vec<u8>, value: &str) {
+    let bytes = value.as_bytes();
+    if !bytes.iter().any(|b| matches!(b, b',' | b'=' | b' ' | b'\\')) {
+        out.extend_from_slice(bytes);
+        return;
+    }
+    for &b in bytes {
+        match b {
+            b',' | b'=' | b' ' | b'\\' => {
+                out.push(b'\\');
+                out.push(b);
+            }
+            _ => out.push(b),
+        }
+    }
+}
+
+/// Floats are always written as floats (never `i`), the shortest representation that reads back
+/// exactly.
+fn push_float(out: &mut Vec<u8>, value: f64) {
+    let mut buffer = ryu::Buffer::new();
+    out.extend_from_slice(buffer.format_finite(value).as_bytes());
+}
+
+/// Append one line (with its `\n`) for a validated reading; the timestamp is in milliseconds.
+pub fn write_line(out: &mut Vec<u8>, reading: &Reading) {
+    out.extend_from_slice(MEASUREMENT);
+    // Tags in key order, as InfluxDB would sort them anyway.
+    if let Some(building_type) = &reading.building_type {
+        out.extend_from_slice(b",building_type=");
+        push_tag_value(out, building_type);
+    }
+    out.extend_from_slice(b",meter_id=");
+    push_tag_value(out, &reading.meter_id);
+    out.extend_from_slice(b",region=");
+    push_tag_value(out, &reading.region);
+    out.extend_from_slice(b",status=");
+    push_tag_value(out, &reading.status);
+    out.extend_from_slice(b" consumption_kwh=");
+    push_float(out, reading.consumption_kwh);
+    if let Some(v) = reading.latitude {
+        out.extend_from_slice(b",latitude=");
+        push_float(out, v);
+    }
+    if let Some(v) = reading.longitude {
+        out.extend_from_slice(b",longitude=");
+        push_float(out, v);
+    }
+    if let Some(v) = reading.peak_load {
+        out.extend_from_slice(b",peak_load=");
+        push_float(out, v);
+    }
+    out.push(b' ');
+    let mut buffer = itoa::Buffer::new();
+    out.extend_from_slice(buffer.format(reading.time_ms).as_bytes());
+    out.push(b'\n');
+}

@@ -1,0 +1,232 @@
+//! Decoding and validation of one Kafka value against the input contract.
+
+use chrono::DateTime;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use std::borrow::Cow;
+use std::fmt;
+
+/// Unit of epoch-number timestamps.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum TimestampUnit {
+    S,
+    Ms,
+    Us,
+    Ns,
+}
+
+impl TimestampUnit {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "s" => Some(Self::S),
+            "ms" => Some(Self::Ms),
+            "us" => Some(Self::Us),
+            "ns" => Some(Self::Ns),
+            _ => None,
+        }
+    }
+
+    fn to_ms(self, value: f64) -> f64 {
+        match self {
+            Self::S => value * 1e3,
+            Self::Ms => value,
+            Self::Us => value / 1e3,
+            Self::Ns => value / 1e6,
+        }
+    }
+}
+
+/// A JSON value as seen by one field: scalars keep their value, containers only their kind.
+enum Scalar<'a> {
+    Str(Cow<'a, str>),
+    Num(f64),
+    Bool,
+    Null,
+    Array,
+    Object,
+}
+
+impl Scalar<'_> {
+    fn kind(&self) -> &'static str {
+        match self {
+            Scalar::Str(_) => "a string",
+            Scalar::Num(_) => "a number",
+            Scalar::Bool => "a boolean",
+            Scalar::Null => "null",
+            Scalar::Array => "an array",
+            Scalar::Object => "an object",
+        }
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Scalar<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ScalarVisitor;
+        impl<'de> Visitor<'de> for ScalarVisitor {
+            type Value = Scalar<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Scalar::Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Scalar::Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Scalar::Str(Cow::Owned(v)))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(Scalar::Num(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(Scalar::Num(v as f64))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(Scalar::Num(v as f64))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(Scalar::Bool)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Scalar::Null)
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Scalar::Null)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Scalar::Array)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Scalar::Object)
+            }
+        }
+        deserializer.deserialize_any(ScalarVisitor)
+    }
+}
+
+/// The record as sent; every field optional so that a missing one gets a precise reason.
+#[derive(Deserialize)]
+struct RawRecord<'a> {
+    #[serde(borrow, default)]
+    meter_id: Option<Scalar<'a>>,
+    #[serde(borrow, default)]
+    timestamp: Option<Scalar<'a>>,
+    #[serde(borrow, default)]
+    consumption_kwh: Option<Scalar<'a>>,
+    #[serde(borrow, default)]
+    region: Option<Scalar<'a>>,
+    #[serde(borrow, default)]
+    status: Option<Scalar<'a>>,
+    #[serde(borrow, default)]
+    building_type: Option<Scalar<'a>>,
+    #[serde(borrow, default)]
+    latitude: Option<Scalar<'a>>,
+    #[serde(borrow, default)]
+    longitude: Option<Scalar<'a>>,
+    #[serde(borrow, default)]
+    peak_load: Option<Scalar<'a>>,
+}
+
+/// A validated reading. Strings borrow from the Kafka value when they had no JSON escapes.
+pub struct Reading<'a> {
+    pub meter_id: Cow<'a, str>,
+    pub time_ms: i64,
+    pub consumption_kwh: f64,
+    pub region: Cow<'a, str>,
+    pub status: Cow<'a, str>,
+    pub building_type: Option<Cow<'a, str>>,
+    pub latitude: Option<f64>,
+    pub longitude: Option<f64>,
+    pub peak_load: Option<f64>,
+}
+
+// InfluxDB 1.x accepts timestamps in [1677-09-21, 2262-04-11] (int64 nanoseconds).
+const MIN_TIME_MS: f64 = -9_223_372_036_854.0;
+const MAX_TIME_MS: f64 = 9_223_372_036_854.0;
+
+fn tag_value<'a>(name: &str, value: Option<Scalar<'a>>, required: bool) -> Result<Option<Cow<'a, str>>, String> {
+    match value {
+        None | Some(Scalar::Null) if required => Err(format!("{name} is missing")),
+        None | Some(Scalar::Null) => Ok(None),
+        Some(Scalar::Str(text)) => {
+            if text.is_empty() {
+                if required {
+                    Err(format!("{name} is empty"))
+                } else {
+                    Ok(None)
+                }
+            } else if text.contains(['\n', '\r']) {
+                Err(format!("{name} contains a line break"))
+            } else {
+                Ok(Some(text))
+            }
+        }
+        Some(other) => Err(format!("{name} must be a string, got {}", other.kind())),
+    }
+}
+
+fn number(name: &str, value: Option<Scalar<'_>>) -> Result<Option<f64>, String> {
+    match value {
+        None | Some(Scalar::Null) => Ok(None),
+        Some(Scalar::Num(v)) if v.is_finite() => Ok(Some(v)),
+        Some(Scalar::Num(_)) => Err(format!("{name} is out of range")),
+        Some(other) => Err(format!("{name} must be a number, got {}", other.kind())),
+    }
+}
+
+fn timestamp_ms(value: Option<Scalar<'_>>, unit: TimestampUnit) -> Result<i64, String> {
+    let ms = match value {
+        None | Some(Scalar::Null) => return Err("timestamp is missing".into()),
+        Some(Scalar::Num(v)) => unit.to_ms(v),
+        Some(Scalar::Str(text)) => match DateTime::parse_from_rfc3339(&text) {
+            Ok(time) => time.timestamp_millis() as f64,
+            Err(error) => return Err(format!("timestamp {text:?} is not RFC 3339 ({error})")),
+        },
+        Some(other) => return Err(format!("timestamp must be an RFC 3339 string or an epoch number, got {}", other.kind())),
+    };
+    if !(MIN_TIME_MS..=MAX_TIME_MS).contains(&ms) {
+        return Err("timestamp is outside the range InfluxDB stores (1677..2262)".into());
+    }
+    Ok(ms.floor() as i64)
+}
+
+/// Validate one Kafka value against the input contract.
+pub fn parse_record(bytes: &[u8], unit: TimestampUnit) -> Result<Reading<'_>, String> {
+    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err("empty record".into());
+    }
+    let raw: RawRecord = serde_json::from_slice(bytes).map_err(|error| {
+        if error.is_data() && error.to_string().starts_with("invalid type") {
+            "record is not a JSON object".to_string()
+        } else {
+            format!("invalid JSON: {error}")
+        }
+    })?;
+    let meter_id = tag_value("meter_id", raw.meter_id, true)?.expect("required");
+    let time_ms = timestamp_ms(raw.timestamp, unit)?;
+    let consumption_kwh = match number("consumption_kwh", raw.consumption_kwh)? {
+        None => return Err("consumption_kwh is missing".into()),
+        Some(v) if v < 0.0 => return Err(format!("consumption_kwh must be >= 0, got {v}")),
+        Some(v) => v,
+    };
+    let region = tag_value("region", raw.region, true)?.expect("required");
+    let status = tag_value("status", raw.status, true)?.expect("required");
+    let building_type = tag_value("building_type", raw.building_type, false)?;
+    let latitude = number("latitude", raw.latitude)?;
+    if let Some(v) = latitude {
+        if !(-90.0..=90.0).contains(&v) {
+            return Err(format!("latitude must be within [-90, 90], got {v}"));
+        }
+    }
+    let longitude = number("longitude", raw.longitude)?;
+    if let Some(v) = longitude {
+        if !(-180.0..=180.0).contains(&v) {
+            return Err(format!("longitude must be within [-180, 180], got {v}"));
+        }
+    }
+    let peak_load = number("peak_load", raw.peak_load)?;
+    Ok(Reading { meter_id, time_ms, consumption_kwh, region, status, building_type, latitude, longitude, peak_load })
+}
