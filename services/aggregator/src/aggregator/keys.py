@@ -1,0 +1,54 @@
+"""The Redis key layout of the live state (one place; the Lua scripts build the same names).
+
+Every key starts with the pipeline prefix ``P`` (SMARTGRID_REDIS_PREFIX). See README.md for the
+whole table with types and lifetimes.
+"""
+
+from __future__ import annotations
+
+
+class Keys:
+    """Key names under one prefix."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.watermarks = f"{prefix}:agg:wm"
+        self.latest = f"{prefix}:agg:latest"
+        self.dirty = f"{prefix}:agg:dirty"
+        self.dirty_status = f"{prefix}:agg:dirty_status"
+        self.seq = f"{prefix}:agg:seq"
+        self.status_seq = f"{prefix}:agg:status_seq"
+        self.stats = f"{prefix}:agg:stats"
+        self.emit_lock = f"{prefix}:agg:emit_lock"
+        self.status = f"{prefix}:status"
+        self.meter_status = f"{prefix}:meter_status"
+        self.region_meters = f"{prefix}:region_meters"
+        self.geo = f"{prefix}:geo"
+        self.alerts = f"{prefix}:alerts"
+
+    def second(self, second: int) -> str:
+        """Hash sum/count/min/max (+emit_seq) of one event second, all regions."""
+        return f"{self.prefix}:sec:{second}"
+
+    def minute(self, minute: int) -> str:
+        """Hash sum/count/min/max of one event minute (``minute`` = its first second)."""
+        return f"{self.prefix}:min:{minute}"
+
+    def region_second(self, second: int) -> str:
+        """Hash ``<kind>:<region>`` -> value for every region of one second (+emit_seq)."""
+        return f"{self.prefix}:rsec:{second}"
+
+    def region_meters_set(self, second: int, region: str) -> str:
+        """Set of distinct meter ids of one (second, region); lives for the late window."""
+        return f"{self.prefix}:rmet:{second}:{region}"
+
+    def alerts_index(self, status: str | None = None, region: str | None = None) -> str:
+        """Sorted set (score = since, ms) of the non-ok meters, optionally by status/region."""
+        if status is not None and region is not None:
+            # The length prefix keeps ("a:b", "c") and ("a", "b:c") apart.
+            return f"{self.prefix}:alerts:sr:{len(status)}:{status}:{region}"
+        if status is not None:
+            return f"{self.prefix}:alerts:s:{status}"
+        if region is not None:
+            return f"{self.prefix}:alerts:r:{region}"
+        return f"{self.prefix}:alerts:all"

@@ -1,0 +1,108 @@
+"""The live state in Redis: the fold and emit scripts, and the reads behind the dashboard API.
+
+I/O only; what the data means lives in ``fold.py`` (writes) and ``views.py`` (reads).
+"""
+
+from __future__ import annotations
+
+import time
+from importlib import resources
+
+from redis.asyncio import Redis
+from smartgrid_common.contracts import Summary, rollup_stream
+
+from aggregator.fold import FoldConfig, Outcome, fold_args
+from aggregator.keys import Keys
+
+Hash = dict[bytes, bytes]
+
+
+def _script(name: str) -> str:
+    return resources.files("aggregator").joinpath("lua", name).read_text()
+
+
+class LiveStore:
+    """Folds summaries into Redis, emits rollups, and reads the state back."""
+
+    def __init__(self, redis: Redis, prefix: str, config: FoldConfig) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self.keys = Keys(prefix)
+        self.config = config
+        self._fold = redis.register_script(_script("fold.lua"))
+        self._emit = redis.register_script(_script("emit.lua"))
+
+    async def fold(self, summaries: list[Summary]) -> list[Outcome]:
+        """Fold summaries in order (one EVALSHA), each at most once; one outcome per summary."""
+        if not summaries:
+            return []
+        reply = await self._fold(args=fold_args(self.prefix, self.config, summaries))
+        return [Outcome(int(code)) for code in reply]
+
+    async def emit(self, owner: str, lock_ms: int, chunk: int) -> tuple[int, int]:
+        """Emit one rollup of dirty buckets; returns (seq or 0 = nothing / -1 = not our turn, left)."""
+        reply = await self._emit(
+            args=[self.prefix, rollup_stream(self.prefix), owner, lock_ms, chunk, int(time.time() * 1000)]
+        )
+        return int(reply[0]), int(reply[1])
+
+    async def latest_second(self) -> int | None:
+        """Newest event second folded so far."""
+        value = await self.redis.get(self.keys.latest)
+        return None if value is None else int(value)
+
+    async def seconds(self, first: int, last: int) -> list[Hash]:
+        """Per-second totals of ``first..last`` (empty dicts where nothing was read)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for second in range(first, last + 1):
+            pipe.hgetall(self.keys.second(second))
+        return await pipe.execute()
+
+    async def minutes(self, first: int, count: int) -> list[Hash]:
+        """Per-minute totals of ``count`` minutes from minute ``first``."""
+        pipe = self.redis.pipeline(transaction=False)
+        for index in range(count):
+            pipe.hgetall(self.keys.minute(first + 60 * index))
+        return await pipe.execute()
+
+    async def region_seconds(self, first: int, last: int) -> list[Hash]:
+        """Per-(second, region) hashes of ``first..last``."""
+        pipe = self.redis.pipeline(transaction=False)
+        for second in range(first, last + 1):
+            pipe.hgetall(self.keys.region_second(second))
+        return await pipe.execute()
+
+    async def region_facts(self) -> tuple[Hash, Hash]:
+        """(centroid sums by region, known meters by region)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(self.keys.geo)
+        pipe.hgetall(self.keys.region_meters)
+        geo, meters = await pipe.execute()
+        return geo, meters
+
+    async def status_counts(self) -> Hash:
+        """Effective status -> number of meters."""
+        return await self.redis.hgetall(self.keys.status)
+
+    async def alert_counts(self, regions: list[str]) -> list[int]:
+        """Number of non-ok meters in each region."""
+        pipe = self.redis.pipeline(transaction=False)
+        for region in regions:
+            pipe.zcard(self.keys.alerts_index(region=region))
+        return await pipe.execute()
+
+    async def alerts(
+        self, status: str | None, region: str | None, offset: int, limit: int
+    ) -> tuple[int, list[tuple[bytes, bytes | None]]]:
+        """(total matching, page of (meter id, alert JSON)), newest ``since`` first."""
+        index = self.keys.alerts_index(status, region)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zcard(index)
+        pipe.zrevrange(index, offset, offset + limit - 1)
+        total, meter_ids = await pipe.execute()
+        records = await self.redis.hmget(self.keys.alerts, meter_ids) if meter_ids else []
+        return int(total), list(zip(meter_ids, records, strict=True))
+
+    async def stats(self) -> Hash:
+        """Fold counters (applied, duplicates, overlaps, too late)."""
+        return await self.redis.hgetall(self.keys.stats)

@@ -1,0 +1,132 @@
+"""Dashboard API shaping: raw Redis hashes -> JSON-ready dicts. No network here."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import orjson
+
+Hash = dict[bytes, bytes]
+
+
+def _num(raw: bytes | None) -> float | None:
+    return None if raw is None else float(raw)
+
+
+def bucket_point(hash_: Hash) -> dict[str, Any]:
+    """sum/count/min/max hash -> totals (zeros and nulls where nothing was read)."""
+    count = int(hash_.get(b"count", 0))
+    total = float(hash_.get(b"sum", 0.0))
+    return {
+        "total_kwh": total,
+        "reading_count": count,
+        "min_kwh": _num(hash_.get(b"min")),
+        "max_kwh": _num(hash_.get(b"max")),
+        "avg_kwh": total / count if count else None,
+    }
+
+
+def live_view(end: int | None, seconds: int, rows: list[Hash]) -> dict[str, Any]:
+    """``/api/live``: one point per second, ``end - seconds + 1 .. end`` (event time)."""
+    if end is None:
+        return {"end": None, "seconds": seconds, "points": []}
+    start = end - seconds + 1
+    points = [{"second": start + offset, **bucket_point(row)} for offset, row in enumerate(rows)]
+    return {"end": end, "seconds": seconds, "points": points}
+
+
+def trend_view(end_minute: int | None, minutes: int, rows: list[Hash]) -> dict[str, Any]:
+    """``/api/trend``: one point per minute for the last ``minutes`` minutes."""
+    if end_minute is None:
+        return {"end": None, "minutes": minutes, "points": []}
+    start = end_minute - 60 * (minutes - 1)
+    points = [{"minute": start + 60 * offset, **bucket_point(row)} for offset, row in enumerate(rows)]
+    return {"end": end_minute, "minutes": minutes, "points": points}
+
+
+def split_region_hash(hash_: Hash) -> dict[str, dict[str, bytes]]:
+    """``<kind>:<region>`` fields -> {region: {kind: value}} (region names may contain ':')."""
+    regions: dict[str, dict[str, bytes]] = {}
+    for raw_field, value in hash_.items():
+        kind, sep, region = raw_field.decode().partition(":")
+        if sep:
+            regions.setdefault(region, {})[kind] = value
+    return regions
+
+
+def regions_view(
+    window: list[Hash], geo: Hash, known_meters: Hash, window_seconds: int
+) -> list[dict[str, Any]]:
+    """``/api/regions``: every region with its centroid, consumption over the window and rank.
+
+    Rank 1 = highest consumption in the window. ``active_meters`` is the largest per-second
+    distinct-meter count in the window (distinct over the whole window is not kept).
+    """
+    totals: dict[str, dict[str, float]] = {}
+    for hash_ in window:
+        for region, kinds in split_region_hash(hash_).items():
+            acc = totals.setdefault(region, {"total": 0.0, "count": 0, "max": -math.inf, "active": 0})
+            acc["total"] += float(kinds.get("sum", 0.0))
+            acc["count"] += int(kinds.get("cnt", 0))
+            acc["max"] = max(acc["max"], float(kinds.get("max", -math.inf)))
+            acc["active"] = max(acc["active"], int(kinds.get("mc", 0)))
+    geo_by_region = split_region_hash(geo)
+    meters = {key.decode(): int(value) for key, value in known_meters.items()}
+    names = sorted(set(totals) | set(geo_by_region) | set(meters))
+    rows = []
+    for name in names:
+        acc = totals.get(name, {"total": 0.0, "count": 0, "max": -math.inf, "active": 0})
+        centre = geo_by_region.get(name, {})
+        points = int(centre.get("n", 0))
+        rows.append(
+            {
+                "region": name,
+                "lat": float(centre["lat"]) / points if points else None,
+                "lon": float(centre["lon"]) / points if points else None,
+                "total_kwh": acc["total"],
+                "reading_count": int(acc["count"]),
+                "max_kwh": None if acc["max"] == -math.inf else acc["max"],
+                "active_meters": int(acc["active"]),
+                "meters": meters.get(name, 0),
+                "window_seconds": window_seconds,
+            }
+        )
+    rows.sort(key=lambda row: (-row["total_kwh"], row["region"]))
+    for rank, row in enumerate(rows, start=1):
+        row["rank"] = rank
+    return rows
+
+
+def status_view(counts: Hash) -> dict[str, Any]:
+    """``/api/status``: effective status counts (zeros kept), total and non-ok meters."""
+    parsed = {key.decode(): int(value) for key, value in counts.items()}
+    total = sum(parsed.values())
+    return {"counts": dict(sorted(parsed.items())), "total": total, "alerts": total - parsed.get("ok", 0)}
+
+
+def meters_view(
+    total: int, page: int, page_size: int, records: list[tuple[bytes, bytes | None]]
+) -> dict[str, Any]:
+    """``/api/meters``: one page of faulty/offline meters."""
+    items = []
+    for meter_id, raw in records:
+        if raw is None:  # removed between the index read and the record read
+            continue
+        record = orjson.loads(raw)
+        items.append(
+            {
+                "meter_id": meter_id.decode(),
+                "status": record["status"],
+                "region": record["region"],
+                "since_ms": int(record["since"]),
+                "last_reading_ms": int(record["last"]),
+            }
+        )
+    return {
+        "total": total,
+        "page": page,
+        "page_size": page_size,
+        "pages": max(1, math.ceil(total / page_size)),
+        "items": items,
+    }

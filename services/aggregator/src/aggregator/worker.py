@@ -1,0 +1,163 @@
+"""The aggregator's loops: fold summaries from the consumer group, emit rollups on a timer."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from redis.asyncio import Redis
+from smartgrid_common.contracts import Summary, summary_stream
+
+from aggregator.fold import Outcome, source_of
+from aggregator.settings import AggregatorSettings
+from aggregator.store import LiveStore
+from aggregator.streams import GroupReader, ensure_group, trim_consumed
+
+log = logging.getLogger("aggregator.worker")
+
+
+class Metrics:
+    """The aggregator's Prometheus metrics, in their own registry (one per app)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.summaries = Counter(
+            "aggregator_summaries_total", "Summaries processed, by outcome", ["outcome"], registry=registry
+        )
+        self.readings = Counter(
+            "aggregator_readings_folded_total", "Readings represented by applied summaries", registry=registry
+        )
+        self.fold_seconds = Histogram(
+            "aggregator_fold_seconds", "Time of one fold script call", registry=registry
+        )
+        self.waiting = Gauge(
+            "aggregator_waiting_summaries", "Summaries held back until their predecessor is folded",
+            registry=registry,
+        )
+        self.rollups = Counter("aggregator_rollups_emitted_total", "Rollup messages emitted", registry=registry)
+        self.errors = Counter("aggregator_redis_errors_total", "Failed Redis round trips", registry=registry)
+
+
+class Aggregator:
+    """Reads summaries, folds them exactly once, acknowledges, and emits rollups."""
+
+    def __init__(self, redis: Redis, store: LiveStore, settings: AggregatorSettings, metrics: Metrics) -> None:
+        self.redis = redis
+        self.store = store
+        self.settings = settings
+        self.metrics = metrics
+        self.stream = summary_stream(settings.redis_prefix)
+        self.reader = GroupReader(
+            redis, self.stream, settings.group, settings.consumer, settings.batch,
+            settings.block, settings.claim_idle,
+        )
+        # Summaries whose predecessor is not folded yet (id -> summary); retried every round.
+        self.waiting: dict[bytes, Summary] = {}
+        self.last_progress = time.monotonic()
+        self.redis_ok = False
+        self.stopping = asyncio.Event()
+
+    def ready(self) -> tuple[bool, str]:
+        """Ready when Redis answers and the fold is not stuck."""
+        if not self.redis_ok:
+            return False, "redis unreachable"
+        stalled = time.monotonic() - self.last_progress
+        if self.waiting and stalled > self.settings.stall_after:
+            return False, f"{len(self.waiting)} summaries wait for a predecessor for {stalled:.0f}s"
+        return True, "folding"
+
+    async def run_fold(self) -> None:
+        """Fold loop; survives Redis outages by retrying with backoff."""
+        delay = 0.2
+        while not self.stopping.is_set():
+            try:
+                await ensure_group(self.redis, self.stream, self.settings.group)
+                self.redis_ok = True
+                while not self.stopping.is_set():
+                    await self.round()
+                    delay = 0.2
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.redis_ok = False
+                self.metrics.errors.inc()
+                log.exception("fold round failed; retrying", extra={"retry_in_s": delay})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    async def round(self) -> None:
+        """Read one batch, fold it (and anything waiting), acknowledge what is settled."""
+        entries = await self.reader.read()
+        self.redis_ok = True
+        batch: list[tuple[bytes, Summary]] = []
+        unreadable: list[bytes] = []
+        for entry_id, fields in entries:
+            if not fields or b"data" not in fields:
+                unreadable.append(entry_id)
+                continue
+            try:
+                batch.append((entry_id, Summary.from_json(fields[b"data"])))
+            except (ValueError, KeyError, TypeError):
+                log.error("unreadable summary acknowledged and skipped", extra={"entry": entry_id.decode()})
+                unreadable.append(entry_id)
+        await self.reader.ack(unreadable)
+        await self.fold_all(batch)
+
+    async def fold_all(self, batch: list[tuple[bytes, Summary]]) -> None:
+        """Fold new and waiting summaries in (partition, offset) order, in groups."""
+        items = {**self.waiting, **dict(batch)}
+        if not items:
+            return
+        ordered = sorted(items.items(), key=lambda kv: (source_of(kv[1]), kv[1].first_offset))
+        settled: list[bytes] = []
+        waiting: dict[bytes, Summary] = {}
+        size = self.settings.fold_group
+        for start in range(0, len(ordered), size):
+            group = ordered[start : start + size]
+            began = time.perf_counter()
+            outcomes = await self.store.fold([summary for _, summary in group])
+            self.metrics.fold_seconds.observe(time.perf_counter() - began)
+            for (entry_id, summary), outcome in zip(group, outcomes, strict=True):
+                self.metrics.summaries.labels(outcome.name.lower()).inc()
+                if outcome is Outcome.WAIT:
+                    waiting[entry_id] = summary
+                    continue
+                settled.append(entry_id)
+                if outcome is Outcome.APPLIED:
+                    self.metrics.readings.inc(sum(part.count for part in summary.seconds))
+                    self.last_progress = time.monotonic()
+                elif outcome is Outcome.OVERLAP:
+                    log.error(
+                        "summary straddles the applied watermark (chaining contract broken); skipped",
+                        extra={"source": source_of(summary), "first": summary.first_offset,
+                               "last": summary.last_offset},
+                    )
+        # XACK only after the fold (it is atomic and durable in Redis by now).
+        await self.reader.ack(settled)
+        self.waiting = waiting
+        self.metrics.waiting.set(len(waiting))
+        # Still ours: keep other replicas from claiming them while we retry.
+        await self.reader.touch(list(waiting))
+
+    async def run_emit(self) -> None:
+        """Every emit interval, flush the dirty buckets to the rollups stream."""
+        lock_ms = max(1, int(self.settings.emit_interval * 1000) - 50)
+        next_trim = time.monotonic() + 10
+        while not self.stopping.is_set():
+            try:
+                while True:
+                    seq, left = await self.store.emit(self.settings.consumer, lock_ms, self.settings.emit_chunk)
+                    if seq > 0:
+                        self.metrics.rollups.inc()
+                    if seq <= 0 or left == 0:
+                        break
+                if time.monotonic() >= next_trim:
+                    await trim_consumed(self.redis, self.stream)
+                    next_trim = time.monotonic() + 10
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.metrics.errors.inc()
+                log.exception("emit failed; retrying next interval")
+            await asyncio.sleep(self.settings.emit_interval)
