@@ -6,6 +6,8 @@ whole table with types and lifetimes.
 
 from __future__ import annotations
 
+from smartgrid_common.contracts import rollup_seq_keys, rollup_status_seq_key
+
 
 class Keys:
     """Key names under one prefix."""
@@ -17,7 +19,7 @@ class Keys:
         self.dirty = f"{prefix}:agg:dirty"
         self.dirty_status = f"{prefix}:agg:dirty_status"
         self.seq = f"{prefix}:agg:seq"
-        self.status_seq = f"{prefix}:agg:status_seq"
+        self.status_seq = rollup_status_seq_key(prefix)
         self.stats = f"{prefix}:agg:stats"
         self.emit_lock = f"{prefix}:agg:emit_lock"
         self.status = f"{prefix}:status"
@@ -28,7 +30,7 @@ class Keys:
 
     def second(self, second: int) -> str:
         """Hash sum/count/min/max (+emit_seq) of one event second, all regions."""
-        return f"{self.prefix}:sec:{second}"
+        return rollup_seq_keys(self.prefix, second)[0]
 
     def minute(self, minute: int) -> str:
         """Hash sum/count/min/max of one event minute (``minute`` = its first second)."""
@@ -36,7 +38,7 @@ class Keys:
 
     def region_second(self, second: int) -> str:
         """Hash ``<kind>:<region>`` -> value for every region of one second (+emit_seq)."""
-        return f"{self.prefix}:rsec:{second}"
+        return rollup_seq_keys(self.prefix, second)[1]
 
     def region_meters_set(self, second: int, region: str) -> str:
         """Set of distinct meter ids of one (second, region); lives for the late window."""

@@ -1,6 +1,7 @@
 """Redis Streams consumer-group plumbing: read own pending, claim the dead's, read new, trim.
 
-Generic (no knowledge of summaries or rollups): the writer uses it too.
+Generic (no knowledge of summaries or rollups). The writer carries an identical copy
+(``writer.streams``): this module belongs in ``smartgrid_common``; move both there.
 """
 
 from __future__ import annotations

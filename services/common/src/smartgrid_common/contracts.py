@@ -238,3 +238,17 @@ class Rollup:
             status_second=None if raw.get("status_second") is None else int(raw["status_second"]),
             status_counts=None if status is None else {str(k): int(v) for k, v in status.items()},
         )
+
+
+def rollup_seq_keys(prefix: str, second: int) -> tuple[str, str]:
+    """Redis hashes whose field ``emit_seq`` holds the newest rollup ``seq`` of a second's buckets.
+
+    (totals of the second, regions of the second). Part of the rollup contract: a writer compares
+    a rollup's ``seq`` with these to skip a bucket that a newer rollup already carries.
+    """
+    return f"{prefix}:sec:{second}", f"{prefix}:rsec:{second}"
+
+
+def rollup_status_seq_key(prefix: str) -> str:
+    """Redis string ``"<seq> <status_second>"`` of the newest rollup that carried status counts."""
+    return f"{prefix}:agg:status_seq"

@@ -57,7 +57,8 @@ if status_dirty then
   for j = 1, #flat, 2 do parts[#parts + 1] = cjson.encode(flat[j]) .. ':' .. flat[j + 1] end
   status_json = '{' .. table.concat(parts, ',') .. '}'
   status_second = redis.call('GET', P .. ':agg:latest') or 'null'
-  redis.call('SET', P .. ':agg:status_seq', seq)
+  -- "<seq> <second>": a writer skips an older status rollup only for the same second.
+  redis.call('SET', P .. ':agg:status_seq', seq .. ' ' .. status_second)
 end
 
 local data = '{"seq":' .. seq .. ',"emitted_ms":' .. ARGV[6] .. ',"seconds":[' .. table.concat(second_rows, ',')

@@ -1,0 +1,158 @@
+"""The writer's loop: rollups from the consumer group -> InfluxDB, XACK only after InfluxDB's ack."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from redis.asyncio import Redis
+from smartgrid_common.contracts import Rollup, rollup_seq_keys, rollup_status_seq_key, rollup_stream
+from smartgrid_common.influx import InfluxClient, InfluxUnavailable
+
+from writer.builders import Superseded, build_body
+from writer.settings import WriterSettings
+from writer.streams import GroupReader, ensure_group, trim_consumed
+
+log = logging.getLogger("writer.worker")
+
+
+class Metrics:
+    """The writer's Prometheus metrics, in their own registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.rollups = Counter("writer_rollups_written_total", "Rollup messages written and acked", registry=registry)
+        self.points = Counter("writer_points_written_total", "Points written to InfluxDB", registry=registry)
+        self.rejected = Counter("writer_points_rejected_total", "Points InfluxDB refused (400)", registry=registry)
+        self.retries = Counter("writer_influx_retries_total", "Failed InfluxDB writes retried", registry=registry)
+        self.pending = Gauge("writer_batch_in_flight", "Rollups read but not yet acknowledged", registry=registry)
+
+
+class Writer:
+    """Reads rollups and writes them; never acknowledges what InfluxDB has not acknowledged."""
+
+    def __init__(self, redis: Redis, influx: InfluxClient, settings: WriterSettings, metrics: Metrics) -> None:
+        self.redis = redis
+        self.influx = influx
+        self.settings = settings
+        self.metrics = metrics
+        self.prefix = settings.redis_prefix
+        self.stream = rollup_stream(settings.redis_prefix)
+        self.reader = GroupReader(
+            redis, self.stream, settings.group, settings.consumer, settings.batch,
+            settings.block, settings.claim_idle,
+        )
+        self.stop = threading.Event()
+        self.failed_attempts = 0
+        self.redis_ok = False
+        self.schema_ok = False
+
+    def ready(self) -> tuple[bool, str]:
+        """Not ready while Redis is unreachable or InfluxDB keeps refusing (beyond max retries)."""
+        if not self.redis_ok:
+            return False, "redis unreachable"
+        if not self.schema_ok:
+            return False, "influxdb schema not created yet"
+        if self.failed_attempts > self.settings.influxdb_max_retries:
+            return False, f"influxdb write failing ({self.failed_attempts} attempts)"
+        return True, "writing"
+
+    def _on_retry(self, attempt: int, error: Exception) -> None:
+        self.failed_attempts = attempt
+        self.metrics.retries.inc()
+
+    async def run(self) -> None:
+        """Create the schema, then write rollups until stopped; Redis outages are retried."""
+        delay = 0.2
+        while not self.stop.is_set() and not self.schema_ok:
+            try:
+                await asyncio.to_thread(self.influx.ensure_schema)
+                self.schema_ok = True
+            except InfluxUnavailable as error:
+                log.warning("influxdb schema not ready; retrying", extra={"error": str(error)})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        delay = 0.2
+        next_trim = time.monotonic() + 10
+        while not self.stop.is_set():
+            try:
+                await ensure_group(self.redis, self.stream, self.settings.group)
+                self.redis_ok = True
+                while not self.stop.is_set():
+                    await self.round()
+                    if time.monotonic() >= next_trim:
+                        await trim_consumed(self.redis, self.stream)
+                        next_trim = time.monotonic() + 10
+                    delay = 0.2
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.redis_ok = False
+                log.exception("writer round failed; retrying", extra={"retry_in_s": delay})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    async def newest_seqs(self, rollups: list[Rollup]) -> Superseded:
+        """The newest emission seq Redis holds for every bucket in ``rollups``."""
+        seconds = sorted({row.second for rollup in rollups for row in rollup.seconds})
+        region_seconds = sorted({row.second for rollup in rollups for row in rollup.regions})
+        pipe = self.redis.pipeline(transaction=False)
+        for second in seconds:
+            pipe.hget(rollup_seq_keys(self.prefix, second)[0], "emit_seq")
+        for second in region_seconds:
+            pipe.hget(rollup_seq_keys(self.prefix, second)[1], "emit_seq")
+        pipe.get(rollup_status_seq_key(self.prefix))
+        replies = await pipe.execute()
+        status_raw = replies.pop()
+        newest = Superseded()
+        for second, raw in zip(seconds, replies[: len(seconds)], strict=True):
+            newest.seconds[second] = int(raw or 0)
+        for second, raw in zip(region_seconds, replies[len(seconds) :], strict=True):
+            newest.regions[second] = int(raw or 0)
+        if status_raw:
+            seq, _, second = status_raw.decode().partition(" ")
+            newest.status = int(seq)
+            newest.status_second = int(second) if second and second != "null" else None
+        return newest
+
+    async def round(self) -> None:
+        """Read a batch of rollups, write them as one InfluxDB batch, then acknowledge them."""
+        entries = await self.reader.read()
+        self.redis_ok = True
+        if not entries:
+            return
+        self.metrics.pending.set(len(entries))
+        rollups: list[Rollup] = []
+        for entry_id, fields in entries:
+            if not fields or b"data" not in fields:
+                continue
+            try:
+                rollups.append(Rollup.from_json(fields[b"data"]))
+            except (ValueError, KeyError, TypeError):
+                log.error("unreadable rollup acknowledged and skipped", extra={"entry": entry_id.decode()})
+        lines = build_body(rollups, await self.newest_seqs(rollups))
+        size = self.settings.influxdb_batch_size
+        for start in range(0, len(lines), size):
+            body = ("\n".join(lines[start : start + size]) + "\n").encode()
+            rejected = await asyncio.to_thread(
+                self.influx.write_until_done,
+                body,
+                self.settings.influxdb_aggregate_retention_policy,
+                self.stop,
+                "s",
+                self._on_retry,
+            )
+            if rejected is None:  # stopping: leave the entries pending for the next run
+                return
+            for item in rejected:
+                log.error("influxdb rejected a rollup point", extra={"line": lines[start + item.index], "reason": item.reason})
+            self.metrics.rejected.inc(len(rejected))
+            self.metrics.points.inc(len(lines[start : start + size]) - len(rejected))
+            self.failed_attempts = 0
+        if self.settings.ack_delay:
+            await asyncio.sleep(self.settings.ack_delay)
+        await self.reader.ack([entry_id for entry_id, _ in entries])
+        self.metrics.rollups.inc(len(rollups))
+        self.metrics.pending.set(0)
