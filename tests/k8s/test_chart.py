@@ -1,0 +1,140 @@
+"""The Helm chart: lint, every ci/*-values.yaml installs, `helm test` objects, operator RBAC."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from k8s_helpers import CHART, Cluster, wait_for
+
+pytestmark = pytest.mark.k8s
+
+SCENARIOS = sorted((CHART / "ci").glob("*-values.yaml"))
+
+
+def scenario_id(path: Path) -> str:
+    return path.name.removesuffix("-values.yaml")
+
+
+@pytest.mark.parametrize("values", SCENARIOS, ids=scenario_id)
+def test_chart_lints_clean_in_strict_mode(cluster: Cluster, values: Path):
+    result = cluster.helm("lint", "--strict", str(CHART), "-f", str(values))
+    assert "0 chart(s) failed" in result.stdout, result.stdout
+
+
+def test_values_schema_rejects_a_typo(cluster: Cluster):
+    result = cluster.helm("template", "x", str(CHART), "--set", "operater.enabled=true", check=False)
+    assert result.returncode != 0
+    assert "operater" in result.stderr
+
+
+@pytest.mark.parametrize("values", SCENARIOS, ids=scenario_id)
+def test_every_ci_scenario_installs_and_its_workloads_become_ready(cluster: Cluster, values: Path, request):
+    namespace = f"smartgrid-ci-{scenario_id(values)}"
+    release = f"ci-{scenario_id(values)}"
+    cluster.helm("uninstall", release, "-n", namespace, "--wait", check=False)
+    try:
+        cluster.helm(
+            "install", release, str(CHART), "-n", namespace, "--create-namespace",
+            "-f", str(values), "--wait", "--timeout", "180s", timeout=240,
+        )
+        manifest = cluster.helm("get", "manifest", release, "-n", namespace).stdout
+        objects = [doc for doc in yaml.safe_load_all(manifest) if doc]
+        for obj in objects:
+            meta = obj["metadata"]
+            found = cluster.kubectl("get", obj["kind"], meta["name"], "-n", meta.get("namespace", namespace), check=False)
+            assert found.returncode == 0, f"{obj['kind']}/{meta['name']} not in the cluster: {found.stderr}"
+        workloads = [o for o in objects if o["kind"] in ("Deployment", "StatefulSet")]
+        for workload in workloads:
+            pod = workload["spec"]["template"]["spec"]
+            assert pod["securityContext"]["runAsNonRoot"] is True
+            assert all(c["securityContext"]["capabilities"]["drop"] == ["ALL"] for c in pod["containers"])
+        if any(o["kind"] == "SmartGridConsumer" for o in objects):
+            sgc = next(o for o in objects if o["kind"] == "SmartGridConsumer")
+            stored = cluster.get("sgc", sgc["metadata"]["name"], namespace)
+            assert stored["spec"]["ingest"]["image"], "the chart must fill in the ingest image"
+    except AssertionError:
+        print(f"\n----- kubectl get events -n {namespace} -----\n{cluster.events(namespace)}")
+        print(cluster.kubectl("get", "all", "-n", namespace, "-o", "wide", check=False).stdout)
+        raise
+    finally:
+        cluster.helm("uninstall", release, "-n", namespace, "--wait", "--timeout", "120s", check=False)
+        cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def test_helm_test_pod_checks_the_operator_and_the_demo_backends(cluster: Cluster):
+    demo = CHART / "ci/demo-values.yaml"
+    rendered = cluster.helm("template", "demo", str(CHART), "-f", str(demo), "--show-only", "templates/tests/test-connection.yaml").stdout
+    pod = yaml.safe_load(rendered)
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    script = pod["spec"]["containers"][0]["command"][-1]
+    assert "operator-probe" in script and "influxdb:8086/ping" in script and "demo-aggregator/healthz" in script
+
+
+def test_influxdb_is_configured_with_tsi1_and_unlimited_values_per_tag(cluster: Cluster):
+    rendered = cluster.helm(
+        "template", "demo", str(CHART), "-f", str(CHART / "ci/demo-values.yaml"), "--show-only", "templates/influxdb.yaml"
+    ).stdout
+    docs = {d["kind"]: d for d in yaml.safe_load_all(rendered) if d}
+    config = docs["ConfigMap"]["data"]["influxdb.conf"]
+    assert 'index-version = "tsi1"' in config and "max-values-per-tag = 0" in config
+    script = docs["Job"]["spec"]["template"]["spec"]["containers"][0]["command"][-1]
+    assert 'CREATE DATABASE "smart_grid_monitoring"' in script
+    assert 'CREATE RETENTION POLICY "raw_data"' in script and "DEFAULT" in script
+    assert 'CREATE RETENTION POLICY "aggregated_data"' in script
+
+
+# What the operator does, and a sample of what it must not be able to do.
+ALLOWED = [
+    ("create", "statefulsets.apps"), ("patch", "statefulsets.apps"), ("delete", "statefulsets.apps"),
+    ("create", "deployments.apps"), ("patch", "deployments.apps"), ("list", "deployments.apps"),
+    ("create", "configmaps"), ("patch", "services"), ("delete", "poddisruptionbudgets.policy"),
+    ("watch", "smartgridconsumers.smartgrid.io"), ("patch", "smartgridconsumers.smartgrid.io"),
+    ("patch", "smartgridconsumers.smartgrid.io/status"), ("create", "events"),
+]
+DENIED = [
+    ("get", "secrets"), ("list", "secrets"), ("create", "pods"), ("delete", "pods"), ("create", "pods/exec"),
+    ("delete", "namespaces"), ("create", "smartgridconsumers.smartgrid.io"), ("delete", "smartgridconsumers.smartgrid.io"),
+    ("update", "customresourcedefinitions.apiextensions.k8s.io"), ("create", "clusterrolebindings.rbac.authorization.k8s.io"),
+    ("create", "roles.rbac.authorization.k8s.io"), ("create", "serviceaccounts"), ("create", "jobs.batch"),
+    ("update", "nodes"),
+]
+
+
+def test_the_operator_service_account_can_do_what_it_needs_and_nothing_more(cluster: Cluster):
+    namespace = cluster.create_namespace("sg-rbac")
+    release = "rbac"
+    cluster.helm("install", release, str(CHART), "-n", namespace, timeout=180)
+    subject = f"system:serviceaccount:{namespace}:{release}-smartgrid-operator"
+    try:
+        wrong = []
+        for verb, resource in ALLOWED:
+            for where in (namespace, "default"):
+                answer = cluster.kubectl("auth", "can-i", verb, resource, "-n", where, "--as", subject, check=False).stdout.strip()
+                if answer != "yes":
+                    wrong.append(f"cannot {verb} {resource} in {where}")
+        for verb, resource in DENIED:
+            answer = cluster.kubectl("auth", "can-i", verb, resource, "-n", namespace, "--as", subject, check=False).stdout.strip()
+            if answer != "no":
+                wrong.append(f"can {verb} {resource}")
+        assert cluster.kubectl("auth", "can-i", "watch", "customresourcedefinitions.apiextensions.k8s.io", "--as", subject, check=False).stdout.strip() == "yes"
+        assert not wrong, "operator RBAC: " + "; ".join(wrong)
+    finally:
+        cluster.helm("uninstall", release, "-n", namespace, check=False)
+
+
+def test_a_namespaced_operator_gets_rights_only_in_its_namespaces(cluster: Cluster):
+    namespace = cluster.create_namespace("sg-rbacns")
+    other = cluster.create_namespace("sg-other")
+    release = "nsop"
+    cluster.helm("install", release, str(CHART), "-n", namespace, "--set", f"operator.watchNamespaces={{{namespace}}}", timeout=180)
+    subject = f"system:serviceaccount:{namespace}:{release}-smartgrid-operator"
+    try:
+        can = lambda ns: cluster.kubectl("auth", "can-i", "patch", "statefulsets.apps", "-n", ns, "--as", subject, check=False).stdout.strip()  # noqa: E731
+        assert can(namespace) == "yes"
+        assert can(other) == "no"
+        assert cluster.kubectl("auth", "can-i", "list", "namespaces", "--as", subject, check=False).stdout.strip() == "no"
+    finally:
+        cluster.helm("uninstall", release, "-n", namespace, check=False)
