@@ -1,0 +1,191 @@
+// Operations dashboard: plain JS, inline SVG, no external resources (works offline).
+"use strict";
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+const state = { page: 1, pageSize: 15, regions: [], statuses: [] };
+
+const $ = (id) => document.getElementById(id);
+const fmt = (value, digits = 2) =>
+  value === null || value === undefined ? "–" : Number(value).toLocaleString("en-US", { maximumFractionDigits: digits });
+const fmtTime = (ms) => (ms ? new Date(ms).toISOString().replace("T", " ").slice(0, 19) : "–");
+
+function svgEl(tag, attrs, text) {
+  const el = document.createElementNS(SVG_NS, tag);
+  for (const [key, value] of Object.entries(attrs)) el.setAttribute(key, value);
+  if (text !== undefined) el.textContent = text;
+  return el;
+}
+
+async function getJson(path) {
+  const response = await fetch(path, { cache: "no-store" });
+  if (!response.ok) throw new Error(`${path}: ${response.status}`);
+  return response.json();
+}
+
+// A filled line chart of points[yKey] over their index, with max and time labels.
+function drawSeries(svg, points, timeKey, yKey, color, timeLabel) {
+  svg.replaceChildren();
+  const width = 800, height = 200, left = 50, bottom = 20, top = 10;
+  if (!points.length) {
+    svg.appendChild(svgEl("text", { x: width / 2, y: height / 2, class: "axis-label", "text-anchor": "middle" }, "no data yet"));
+    return;
+  }
+  const values = points.map((p) => p[yKey] || 0);
+  const max = Math.max(...values) || 1;
+  const step = (width - left) / Math.max(1, points.length - 1);
+  const y = (v) => top + (height - bottom - top) * (1 - v / max);
+  const coords = values.map((v, i) => `${(left + i * step).toFixed(1)},${y(v).toFixed(1)}`);
+  svg.appendChild(svgEl("line", { x1: left, y1: height - bottom, x2: width, y2: height - bottom, class: "axis" }));
+  svg.appendChild(svgEl("line", { x1: left, y1: top, x2: left, y2: height - bottom, class: "axis" }));
+  svg.appendChild(svgEl("polygon", {
+    points: `${left},${height - bottom} ${coords.join(" ")} ${left + (points.length - 1) * step},${height - bottom}`,
+    fill: color, "fill-opacity": 0.18,
+  }));
+  svg.appendChild(svgEl("polyline", { points: coords.join(" "), fill: "none", stroke: color, "stroke-width": 2 }));
+  svg.appendChild(svgEl("text", { x: left - 4, y: top + 10, class: "axis-label", "text-anchor": "end" }, fmt(max, 1)));
+  svg.appendChild(svgEl("text", { x: left - 4, y: height - bottom, class: "axis-label", "text-anchor": "end" }, "0"));
+  svg.appendChild(svgEl("text", { x: left, y: height - 4, class: "axis-label" }, timeLabel(points[0][timeKey])));
+  svg.appendChild(svgEl("text", { x: width, y: height - 4, class: "axis-label", "text-anchor": "end" },
+    timeLabel(points[points.length - 1][timeKey])));
+}
+
+const clock = (seconds) => new Date(seconds * 1000).toISOString().slice(11, 19);
+
+function renderLive(live) {
+  drawSeries($("live-chart"), live.points, "second", "total_kwh", "#3fb6ff", clock);
+  const last = live.points[live.points.length - 1];
+  $("kwh-now").textContent = last ? fmt(last.total_kwh, 3) : "–";
+  $("readings-now").textContent = last ? fmt(last.reading_count, 0) : "–";
+  $("latest-time").textContent = live.end ? fmtTime(live.end * 1000) : "–";
+}
+
+function renderStatus(status) {
+  $("meters-total").textContent = fmt(status.total, 0);
+  for (const name of ["ok", "fault", "offline"]) $(`status-${name}`).textContent = fmt(status.counts[name] || 0, 0);
+  const names = Object.keys(status.counts).filter((name) => name !== "ok");
+  if (names.join() !== state.statuses.join()) {
+    state.statuses = names;
+    fillSelect($("filter-status"), names);
+  }
+}
+
+function fillSelect(select, names) {
+  const chosen = select.value;
+  select.replaceChildren(new Option("all", ""));
+  for (const name of names) select.appendChild(new Option(name, name));
+  select.value = names.includes(chosen) ? chosen : "";
+}
+
+async function loadTrend() {
+  const trend = await getJson("/api/trend");
+  drawSeries($("trend-chart"), trend.points, "minute", "total_kwh", "#a78bfa", (s) => clock(s).slice(0, 5));
+}
+
+// Equirectangular projection of the regions' lat/lon extent; circles sized and coloured by kWh.
+function renderMap(regions) {
+  const svg = $("map");
+  svg.replaceChildren();
+  const placed = regions.filter((r) => r.lat !== null && r.lon !== null);
+  const width = 500, height = 340, pad = 40;
+  if (!placed.length) {
+    svg.appendChild(svgEl("text", { x: width / 2, y: height / 2, class: "axis-label", "text-anchor": "middle" }, "no regions yet"));
+    return;
+  }
+  const lats = placed.map((r) => r.lat), lons = placed.map((r) => r.lon);
+  const minLat = Math.min(...lats), maxLat = Math.max(...lats), minLon = Math.min(...lons), maxLon = Math.max(...lons);
+  const cos = Math.cos(((minLat + maxLat) / 2) * Math.PI / 180);
+  const spanX = Math.max((maxLon - minLon) * cos, 1e-6), spanY = Math.max(maxLat - minLat, 1e-6);
+  const scale = Math.min((width - 2 * pad) / spanX, (height - 2 * pad) / spanY);
+  const offsetX = (width - spanX * scale) / 2, offsetY = (height - spanY * scale) / 2;
+  const maxKwh = Math.max(...placed.map((r) => r.total_kwh)) || 1;
+  for (const region of [...placed].sort((a, b) => b.total_kwh - a.total_kwh)) {
+    const share = region.total_kwh / maxKwh;
+    const x = offsetX + (region.lon - minLon) * cos * scale;
+    const y = offsetY + (maxLat - region.lat) * scale;
+    const hue = 200 - 200 * share; // blue (low) to red (high)
+    const circle = svgEl("circle", {
+      cx: x.toFixed(1), cy: y.toFixed(1), r: (6 + 22 * Math.sqrt(share)).toFixed(1),
+      fill: `hsl(${hue.toFixed(0)}, 80%, 55%)`, "fill-opacity": 0.75, stroke: "#0f1720",
+      "data-region": region.region, "data-kwh": region.total_kwh, class: "region",
+    });
+    circle.appendChild(svgEl("title", {}, `${region.region}: ${fmt(region.total_kwh)} kWh, rank ${region.rank}`));
+    svg.appendChild(circle);
+    svg.appendChild(svgEl("text", { x: x.toFixed(1), y: (y + 4).toFixed(1), "text-anchor": "middle", class: "axis-label" }, region.region));
+  }
+}
+
+async function loadRegions() {
+  const regions = await getJson("/api/regions");
+  renderMap(regions);
+  const body = $("regions-table").tBodies[0];
+  body.replaceChildren();
+  for (const region of regions.slice(0, 8)) {
+    const row = body.insertRow();
+    row.dataset.region = region.region;
+    for (const cell of [region.rank, region.region, fmt(region.total_kwh), fmt(region.meters, 0), fmt(region.alerts, 0)]) {
+      row.insertCell().textContent = cell;
+    }
+  }
+  const names = regions.map((r) => r.region).sort();
+  if (names.join() !== state.regions.join()) {
+    state.regions = names;
+    fillSelect($("filter-region"), names);
+  }
+}
+
+async function loadAlerts() {
+  const params = new URLSearchParams({ page: state.page, page_size: state.pageSize });
+  if ($("filter-status").value) params.set("status", $("filter-status").value);
+  if ($("filter-region").value) params.set("region", $("filter-region").value);
+  const result = await getJson(`/api/meters?${params}`);
+  $("alerts-total").textContent = `${result.total} meters`;
+  $("page-info").textContent = `page ${result.page} / ${result.pages}`;
+  const body = $("alerts-table").tBodies[0];
+  body.replaceChildren();
+  for (const item of result.items) {
+    const row = body.insertRow();
+    row.dataset.meter = item.meter_id;
+    row.insertCell().textContent = item.meter_id;
+    const status = row.insertCell();
+    status.textContent = item.status;
+    status.className = `status-${item.status}`;
+    row.insertCell().textContent = item.region;
+    row.insertCell().textContent = fmtTime(item.since_ms);
+    row.insertCell().textContent = fmtTime(item.last_reading_ms);
+  }
+}
+
+function guard(promise) {
+  return promise.catch((error) => { $("connection").textContent = `error: ${error.message}`; });
+}
+
+function connectStream() {
+  const source = new EventSource("/api/stream");
+  source.addEventListener("update", (event) => {
+    const payload = JSON.parse(event.data);
+    renderLive(payload.live);
+    renderStatus(payload.status);
+    $("connection").textContent = "live";
+    $("connection").className = "pill live";
+  });
+  source.onerror = () => { $("connection").textContent = "reconnecting…"; $("connection").className = "pill"; };
+}
+
+function init() {
+  for (const id of ["filter-status", "filter-region"]) {
+    $(id).addEventListener("change", () => { state.page = 1; guard(loadAlerts()); });
+  }
+  $("prev-page").addEventListener("click", () => { state.page = Math.max(1, state.page - 1); guard(loadAlerts()); });
+  $("next-page").addEventListener("click", () => { state.page += 1; guard(loadAlerts()); });
+  guard(getJson("/api/live?seconds=60").then(renderLive));
+  guard(getJson("/api/status").then(renderStatus));
+  guard(loadTrend());
+  guard(loadRegions());
+  guard(loadAlerts());
+  connectStream();
+  setInterval(() => guard(loadRegions()), 5000);
+  setInterval(() => guard(loadAlerts()), 5000);
+  setInterval(() => guard(loadTrend()), 30000);
+}
+
+init();
