@@ -1,0 +1,107 @@
+"""The fold's semantics (fold.py): offsets, status moves, alerts, argument layout."""
+
+from __future__ import annotations
+
+from smartgrid_common.contracts import MeterUpdate, RegionPartial, SecondPartial, Summary
+
+from aggregator.fold import FoldConfig, LiveModel, Outcome, classify, fold_args, minute_partials, summary_args
+from aggregator.testing import ground_truth, make_readings, make_summaries
+
+
+def summary(first: int, last: int, meters=(), partition: int = 0) -> Summary:
+    return Summary("t", partition, first, last, 0, [SecondPartial(60, 1.0, 1, 1.0, 1.0)], [], list(meters))
+
+
+def test_first_summary_of_a_partition_is_applied_whatever_its_offset():
+    assert classify(None, 500, 600) is Outcome.APPLIED
+
+
+def test_chained_summary_is_applied():
+    assert classify(99, 100, 150) is Outcome.APPLIED
+
+
+def test_summary_at_or_below_the_watermark_is_a_duplicate():
+    assert classify(150, 100, 150) is Outcome.DUPLICATE
+    assert classify(150, 0, 10) is Outcome.DUPLICATE
+
+
+def test_summary_ahead_of_its_predecessor_waits():
+    assert classify(99, 151, 200) is Outcome.WAIT
+
+
+def test_summary_straddling_the_watermark_is_an_overlap():
+    assert classify(120, 100, 150) is Outcome.OVERLAP
+
+
+def test_replayed_summaries_do_not_double_count():
+    model = LiveModel()
+    assert model.apply(summary(0, 9)) is Outcome.APPLIED
+    assert model.apply(summary(0, 9)) is Outcome.DUPLICATE
+    assert model.apply(summary(10, 19)) is Outcome.APPLIED
+    assert model.seconds[60].count == 2
+
+
+def test_waiting_summary_applies_once_its_predecessor_did():
+    model = LiveModel()
+    model.apply(summary(0, 9))
+    assert model.apply(summary(20, 29)) is Outcome.WAIT
+    assert model.apply(summary(10, 19)) is Outcome.APPLIED
+    assert model.apply(summary(20, 29)) is Outcome.APPLIED
+    assert model.seconds[60].count == 3
+
+
+def test_partitions_have_independent_watermarks():
+    model = LiveModel()
+    model.apply(summary(0, 9, partition=0))
+    assert model.apply(summary(0, 9, partition=1)) is Outcome.APPLIED
+
+
+def test_status_counts_move_from_the_status_the_aggregator_holds():
+    model = LiveModel()
+    model.apply(summary(0, 0, [MeterUpdate("m", "r", None, "ok", 1, 1)]))
+    # A restarted ingest reports the meter as new again: must not count it twice.
+    model.apply(summary(1, 1, [MeterUpdate("m", "r", None, "fault", 2, 2)]))
+    assert model.status_counts == {"ok": 0, "fault": 1}
+    assert model.region_meters == {"r": 1}
+
+
+def test_faulty_meter_is_listed_with_since_and_removed_when_ok():
+    model = LiveModel()
+    model.apply(summary(0, 0, [MeterUpdate("m", "r", None, "fault", 1000, 1000)]))
+    model.apply(summary(1, 1, [MeterUpdate("m", "r", "fault", "fault", 2000, 2000)]))
+    assert model.alerts["m"].since_ms == 1000 and model.alerts["m"].last_reading_ms == 2000
+    model.apply(summary(2, 2, [MeterUpdate("m", "r", "fault", "offline", 3000, 2000)]))
+    assert model.alerts["m"].status == "offline" and model.alerts["m"].since_ms == 3000
+    model.apply(summary(3, 3, [MeterUpdate("m", "r", "offline", "ok", 4000, 4000)]))
+    assert "m" not in model.alerts
+
+
+def test_minute_partials_roll_seconds_into_their_minute():
+    parts = minute_partials([SecondPartial(59, 1.0, 1, 1.0, 1.0), SecondPartial(60, 2.0, 2, 0.5, 1.5),
+                             SecondPartial(61, 3.0, 1, 3.0, 3.0)])
+    assert [(m.minute, m.sum_kwh, m.count, m.min_kwh, m.max_kwh) for m in parts] == [
+        (0, 1.0, 1, 1.0, 1.0), (60, 5.0, 3, 0.5, 3.0)]
+
+
+def test_summary_args_start_with_their_own_length_and_keep_floats_exact():
+    s = Summary("t", 3, 10, 19, 0, [SecondPartial(60, 0.1, 1, 0.1, 0.1)],
+                [RegionPartial(60, "a,b", 0.1, 1, 0.1, ["m1", "m2"], 1.5, 2.5, 1)],
+                [MeterUpdate("m1", "a,b", None, "fault", 5, 4)])
+    args = summary_args(s)
+    assert int(args[0]) == len(args)
+    assert args[1:4] == ["t:3", "10", "19"]
+    assert "0.1" in args and "m2" in args
+    assert args[-5:] == ["m1", "a,b", "fault", "5", "4"]
+    full = fold_args("p", FoldConfig(86400, 3600, 300), [s, s])
+    assert full[:5] == ["p", "86400", "3600", "300", "2"] and len(full) == 5 + 2 * len(args)
+
+
+def test_model_of_generated_stream_equals_independent_ground_truth():
+    readings = make_readings(meters=100, seconds=8, start=1_800_000_000, seed=9)
+    model = LiveModel()
+    for item in make_summaries(readings, partitions=3, batch=50):
+        model.apply(item)
+    truth = ground_truth(readings)
+    assert {s: b.count for s, b in model.seconds.items()} == {s: v[1] for s, v in truth["seconds"].items()}
+    assert {k: len(b.meters) for k, b in model.regions.items()} == {k: v[3] for k, v in truth["regions"].items()}
+    assert {k: v for k, v in model.status_counts.items() if v} == truth["status"]
