@@ -93,6 +93,7 @@ ALLOWED = [
     ("create", "configmaps"), ("patch", "services"), ("delete", "poddisruptionbudgets.policy"),
     ("watch", "smartgridconsumers.smartgrid.io"), ("patch", "smartgridconsumers.smartgrid.io"),
     ("patch", "smartgridconsumers.smartgrid.io/status"), ("create", "events"),
+    ("update", "smartgridconsumers.smartgrid.io/finalizers"),
 ]
 DENIED = [
     ("get", "secrets"), ("list", "secrets"), ("create", "pods"), ("delete", "pods"), ("create", "pods/exec"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -51,7 +52,8 @@ def apply(manifest: dict[str, Any]) -> dict[str, Any]:
         "PATCH",
         query_params=[("fieldManager", FIELD_MANAGER), ("force", "true")],
         header_params={"Content-Type": "application/apply-patch+yaml", "Accept": "application/json"},
-        body=manifest,
+        # Serialized here: the client then sends the body as is with the apply content type.
+        body=json.dumps(manifest),
         response_type="object",
         auth_settings=["BearerToken"],
         _return_http_data_only=True,
