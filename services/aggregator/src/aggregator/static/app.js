@@ -182,7 +182,9 @@ function init() {
   guard(loadTrend());
   guard(loadRegions());
   guard(loadAlerts());
-  connectStream();
+  // ?snapshot=1: no SSE (a stream never finishes loading; headless screenshots wait for that).
+  if (new URLSearchParams(location.search).get("snapshot") !== "1") connectStream();
+  else $("connection").textContent = "snapshot";
   setInterval(() => guard(loadRegions()), 5000);
   setInterval(() => guard(loadAlerts()), 5000);
   setInterval(() => guard(loadTrend()), 30000);

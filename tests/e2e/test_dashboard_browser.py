@@ -1,0 +1,99 @@
+"""The dashboard page in headless Chromium (Debian's package) against a running aggregator with
+state: the numbers in the DOM are the folded ones; a screenshot goes to docs/images/dashboard.png.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from redis import Redis
+from smartgrid_common.contracts import summary_stream
+
+from aggregator.testing import free_port, ground_truth, http_ok, make_readings, make_summaries, start_service, wait_until
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def chromium(url: str, mode: list[str], profile: Path) -> str:
+    """Run headless Chromium once; virtual time lets the page's fetches finish before the dump."""
+    command = [
+        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
+        "--window-size=1400,1050", "--virtual-time-budget=6000", "--hide-scrollbars", *mode, url,
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=90)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def text_of(dom: str, element_id: str) -> str:
+    match = re.search(rf'id="{element_id}"[^>]*>([^<]*)<', dom)
+    assert match, f"#{element_id} not in the DOM"
+    return match.group(1)
+
+
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="chromium is not installed")
+def test_dashboard_shows_the_live_state_and_is_screenshotted(tmp_path):
+    redis = Redis.from_url(os.environ.get("SMARTGRID_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    prefix = f"test-e2e-{uuid.uuid4().hex[:8]}"
+    start = int(time.time()) - 3600
+    # An hour of a small fleet (a trend worth looking at), then the last minute at full density.
+    readings = make_readings(meters=60, seconds=3540, start=start, seed=21, late_share=0.01)
+    readings += make_readings(meters=400, seconds=60, start=start + 3540, seed=22, late_share=0.02)
+    truth = ground_truth(readings)
+    port = free_port()
+    proc = start_service(
+        "aggregator",
+        {"SMARTGRID_REDIS_PREFIX": prefix, "SMARTGRID_HTTP_PORT": str(port), "SMARTGRID_HTTP_HOST": "127.0.0.1",
+         "SMARTGRID_AGGREGATOR_BATCH": "500"},
+        str(tmp_path / "aggregator.log"),
+    )
+    try:
+        summaries = make_summaries(readings, partitions=4, batch=2000)
+        pipe = redis.pipeline()
+        for summary in summaries:
+            pipe.xadd(summary_stream(prefix), {"data": summary.to_json()})
+        pipe.execute()
+        applied = lambda: int(redis.hget(f"{prefix}:agg:stats", "applied") or 0) == len(summaries)  # noqa: E731
+        wait_until(applied, 120, what="the summaries to be folded")
+        wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/readyz"), 30, what="the aggregator")
+        # snapshot=1: the page skips its SSE stream, which would keep headless Chromium loading forever.
+        url = f"http://127.0.0.1:{port}/?snapshot=1"
+        dom = chromium(url, ["--dump-dom"], tmp_path / "profile-dom")
+
+        last_second = max(truth["seconds"])
+        expected_kwh = f"{truth['seconds'][last_second][0]:,.3f}".rstrip("0").rstrip(".")
+        assert text_of(dom, "kwh-now") == expected_kwh
+        assert text_of(dom, "readings-now") == f"{truth['seconds'][last_second][1]:,}"
+        assert text_of(dom, "status-ok") == f"{truth['status'].get('ok', 0):,}"
+        assert text_of(dom, "status-fault") == f"{truth['status'].get('fault', 0):,}"
+        assert text_of(dom, "meters-total") == f"{sum(truth['status'].values()):,}"
+        assert text_of(dom, "alerts-total") == f"{len(truth['alerts'])} meters"
+        assert len(re.findall(r'<circle[^>]*class="region"', dom)) == 5
+        assert dom.count("data-meter=") == min(15, len(truth["alerts"]))
+        assert "<polyline" in dom
+
+        shot = tmp_path / "dashboard.png"
+        chromium(url, [f"--screenshot={shot}"], tmp_path / "profile-shot")
+        assert shot.stat().st_size > 10_000
+        target = REPO / "docs" / "images" / "dashboard.png"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shot, target)
+    except AssertionError:
+        print((tmp_path / "aggregator.log").read_text()[-3000:])
+        raise
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        for key in redis.scan_iter(f"{prefix}:*", count=1000):
+            redis.delete(key)
