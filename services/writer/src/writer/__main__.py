@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from smartgrid_common.health import serve
 from smartgrid_common.logs import setup_logging
 from smartgrid_common.settings import load_settings
@@ -14,6 +16,8 @@ def main() -> None:
     """Start the writer (rollups -> InfluxDB) with its health endpoints on SMARTGRID_HTTP_PORT."""
     settings = load_settings(WriterSettings)
     setup_logging("writer", settings.log_level)
+    # httpx logs every request at INFO: one line per InfluxDB write is noise.
+    logging.getLogger("httpx").setLevel("WARNING")
     serve(build_app(settings), settings.http_host, settings.http_port)
 
 

@@ -1,0 +1,62 @@
+"""Aggregator fold rate against the real Redis (scripts/stack up): summaries/s and readings/s.
+
+Folds pre-built chained summaries straight through the fold script (no stream, no HTTP), so the
+figure is the Lua fold itself; the baseline in the same run is one summary per EVALSHA, against
+groups of SMARTGRID_AGGREGATOR_FOLD_GROUP-like sizes. Run on purpose:
+
+    uv run python bench/bench_aggregator.py [--meters 2000] [--seconds 30] [--batch 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+import uuid
+
+from redis.asyncio import Redis
+
+from aggregator.fold import FoldConfig
+from aggregator.store import LiveStore
+from aggregator.testing import make_readings, make_summaries
+
+
+async def fold_rate(redis: Redis, summaries, group: int) -> float:
+    """Seconds to fold every summary, ``group`` per EVALSHA, under a fresh prefix."""
+    prefix = f"bench-agg-{uuid.uuid4().hex[:8]}"
+    store = LiveStore(redis, prefix, FoldConfig(live_ttl=86400, region_ttl=3600, late_ttl=300))
+    began = time.perf_counter()
+    for start in range(0, len(summaries), group):
+        await store.fold(summaries[start : start + group])
+    elapsed = time.perf_counter() - began
+    keys = [key async for key in redis.scan_iter(f"{prefix}:*", count=1000)]
+    for start in range(0, len(keys), 500):
+        await redis.delete(*keys[start : start + 500])
+    return elapsed
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--meters", type=int, default=2000)
+    parser.add_argument("--seconds", type=int, default=30)
+    parser.add_argument("--partitions", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=1000, help="readings per summary (one ingest batch)")
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    args = parser.parse_args()
+    readings = make_readings(args.meters, args.seconds, int(time.time()) - args.seconds, seed=1)
+    summaries = make_summaries(readings, args.partitions, args.batch)
+    redis = Redis.from_url(args.redis)
+    print(f"{len(summaries)} summaries, {len(readings)} readings, {args.batch} readings/summary, "
+          f"{args.meters} meters, {args.partitions} partitions")
+    baseline = None
+    for group in (1, 5, 20):
+        elapsed = await fold_rate(redis, summaries, group)
+        rate = len(summaries) / elapsed
+        baseline = baseline or rate
+        print(f"group {group:>3}: {rate:10,.0f} summaries/s  {len(readings) / elapsed:12,.0f} readings/s  "
+              f"(x{rate / baseline:.2f} vs one per EVALSHA)")
+    await redis.aclose()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
