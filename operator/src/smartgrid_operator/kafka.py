@@ -34,6 +34,9 @@ def admin_config(bootstrap_servers: str, timeout_s: float) -> dict[str, object]:
         "bootstrap.servers": bootstrap_servers,
         "socket.timeout.ms": int(timeout_s * 1000),
         "client.id": "smartgrid-operator",
+        # Connection failures reach the status and Events through KafkaUnavailable; librdkafka's
+        # own per-retry error lines would only flood the operator log.
+        "log_level": 2,
     }
     optional = {
         "security.protocol": "SMARTGRID_KAFKA_SECURITY_PROTOCOL",
