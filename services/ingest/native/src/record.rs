@@ -195,8 +195,14 @@ fn timestamp_ms(value: Option<Scalar<'_>>, unit: TimestampUnit) -> Result<i64, S
 
 /// Validate one Kafka value against the input contract.
 pub fn parse_record(bytes: &[u8], unit: TimestampUnit) -> Result<Reading<'_>, String> {
-    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
-        return Err("empty record".into());
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => return Err("empty record".into()),
+        // serde would read a JSON array positionally into the record's fields: refuse it first.
+        Some(b'{') => {}
+        Some(_) if serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok() => {
+            return Err("record is not a JSON object".into())
+        }
+        Some(_) => {}
     }
     let raw: RawRecord = serde_json::from_slice(bytes).map_err(|error| {
         if error.is_data() && error.to_string().starts_with("invalid type") {

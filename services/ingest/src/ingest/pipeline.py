@@ -1,0 +1,477 @@
+"""One worker's pipeline: Kafka -> hot path -> InfluxDB (+ summaries to Redis) -> offset commit.
+
+Three threads, each doing one kind of I/O:
+
+* the consume thread (the caller of :meth:`Worker.run`) takes batches from Kafka, runs the hot
+  path on each (one native call), sends invalid records to the dead-letter topic, groups batches
+  into write units of ``INFLUXDB_BATCH_SIZE`` points and commits offsets of finished units;
+* a pool of ``SMARTGRID_INFLUXDB_CONCURRENCY`` threads writes unit bodies to InfluxDB, so network
+  time overlaps with decoding the next batches;
+* the finishing thread takes units IN ORDER once their write is acknowledged, publishes their
+  summaries (and a meter-state checkpoint when one is due) to Redis in one transaction, confirms
+  their dead-letter deliveries, and hands them back for commit.
+
+A unit's offsets are committed only after InfluxDB acknowledged its points, its summaries are in
+Redis and its dead letters are delivered. When anything downstream is slow or down, records in
+flight grow to ``PROCESSOR_QUEUE_SIZE``; then fetching pauses until they drain. Nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import queue
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import redis
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_INVALID, Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from smartgrid_common.contracts import DLQ_REASON_HEADER, DLQ_SOURCE_HEADER, summary_stream
+from smartgrid_common.influx import InfluxClient, Rejected, split_lines
+
+from ._hotpath import Processor
+from .settings import IngestSettings
+from .stats import WorkerStats
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Unit:
+    """Consumed batches written to InfluxDB together and committed together."""
+
+    created: float = field(default_factory=time.monotonic)
+    bodies: list[bytes] = field(default_factory=list)
+    points: int = 0
+    messages: int = 0
+    # Kafka values of the unit's valid records, in body order, kept only to dead-letter what
+    # InfluxDB rejects: (value, key, partition, offset) looked up lazily from the batches.
+    batches: list[tuple[list, list[int]]] = field(default_factory=list)
+    summaries: list[tuple[int, bytes]] = field(default_factory=list)
+    next_offsets: dict[int, int] = field(default_factory=dict)
+    dead_letters: int = 0
+    per_partition: collections.Counter = field(default_factory=collections.Counter)
+    snapshots: dict[int, bytes] = field(default_factory=dict)
+    write: Future | None = None
+
+
+class DeadLetters:
+    """Sends invalid records, with their original bytes, key and a reason, to the DLQ topic."""
+
+    def __init__(self, producer: Producer, topic: str, stats: WorkerStats) -> None:
+        self.producer = producer
+        self.topic = topic
+        self.stats = stats
+        self._failed: collections.deque = collections.deque()
+
+    def send(self, message, reason: str) -> None:
+        """Queue one record for the dead-letter topic (delivery confirmed by :meth:`confirm`)."""
+        headers = list(message.headers() or [])
+        headers.append((DLQ_REASON_HEADER, reason.encode()))
+        source = f"{message.topic()}/{message.partition()}/{message.offset()}"
+        headers.append((DLQ_SOURCE_HEADER, source.encode()))
+        self._produce(message.value(), message.key(), headers)
+        self.stats.count("dead_lettered")
+        log.warning("record dead-lettered", extra={"reason": reason, "source": source})
+
+    def _produce(self, value, key, headers) -> None:
+        def delivered(error, _message, record=(value, key, headers)):
+            if error is not None:
+                self._failed.append(record)
+
+        while True:
+            try:
+                self.producer.produce(self.topic, value=value, key=key, headers=headers, on_delivery=delivered)
+                return
+            except BufferError:
+                self.producer.poll(0.1)
+            except KafkaException as error:
+                # E.g. the topic is missing: never drop the record; hold the batch until it can go.
+                log.error("dead-letter topic not writable, retrying", extra={"topic": self.topic, "error": str(error)})
+                self.stats.ready, self.stats.reason = False, f"dead-letter topic {self.topic}: {error}"
+                time.sleep(2.0)
+
+    def confirm(self, stop: threading.Event) -> bool:
+        """Block until every queued dead letter is delivered (re-sending failures)."""
+        while not stop.is_set():
+            remaining = self.producer.flush(1.0)
+            while self._failed:
+                self._produce(*self._failed.popleft())
+                remaining += 1
+            if remaining == 0:
+                return True
+        return False
+
+
+class Worker:
+    """Consumes a set of partitions (or a group subscription) until ``stop`` is set."""
+
+    def __init__(
+        self,
+        settings: IngestSettings,
+        partitions: list[int] | None,
+        stats: WorkerStats,
+        stop: threading.Event,
+        hard_stop: threading.Event,
+    ) -> None:
+        self.settings = settings
+        self._hard_stop = hard_stop
+        self.partitions = partitions
+        self.stats = stats
+        self.stop = stop
+        self.topic = settings.kafka_topic
+        self.prefix = settings.redis_prefix
+        self.processor = Processor(
+            settings.kafka_topic,
+            settings.timestamp_unit,
+            settings.processor_enable_aggregations,
+            int(settings.offline_after * 1000),
+        )
+        common = {"bootstrap.servers": settings.kafka_brokers, **settings.kafka_security()}
+        self.consumer = Consumer(
+            common
+            | {
+                "group.id": settings.kafka_group_id,
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "auto.offset.reset": "earliest",
+                "enable.partition.eof": False,
+                "fetch.max.bytes": 52428800,
+                "queued.max.messages.kbytes": 32768,
+                "partition.assignment.strategy": "range",
+            }
+        )
+        self.producer = Producer(
+            common | {"enable.idempotence": True, "acks": "all", "linger.ms": 20, "compression.type": "lz4"}
+        )
+        self.dead_letters = DeadLetters(self.producer, settings.dead_letter_topic, stats)
+        self.influx = InfluxClient(settings)
+        self.redis = redis.Redis.from_url(
+            settings.redis_url,
+            password=settings.redis_password.get_secret_value() or None,
+            socket_timeout=10,
+            socket_connect_timeout=5,
+            health_check_interval=30,
+        )
+        self.writes = ThreadPoolExecutor(settings.influxdb_concurrency, thread_name_prefix="influx-write")
+        self.pending: collections.deque[Unit] = collections.deque()
+        self.finishing: queue.Queue[Unit | None] = queue.Queue()
+        self.finished: queue.Queue[Unit] = queue.Queue()
+        self.open_unit = Unit()
+        self.in_flight = 0
+        self.in_flight_by_partition: collections.Counter[int] = collections.Counter()
+        self.assigned: list[TopicPartition] = []
+        self.paused = False
+        self.write_failures = 0
+        self.redis_failures = 0
+        self.last_checkpoint = time.monotonic()
+        self.last_progress = time.monotonic()
+        self.committed_offsets: dict[int, int] = {}
+        self.last_health = 0.0
+
+    # ---- start-up -------------------------------------------------------------------------
+
+    def _resume_positions(self, partitions: list[int]) -> list[TopicPartition]:
+        """Where each partition resumes, and the processor state it resumes with.
+
+        Normally the committed offset. When a meter-state checkpoint is older than the commit,
+        consumption restarts just after the checkpoint instead: the raw writes it repeats are
+        idempotent, and the records up to the last published summary only rebuild meter state.
+        """
+        committed = {
+            tp.partition: tp.offset
+            for tp in self.consumer.committed([TopicPartition(self.topic, p) for p in partitions], timeout=30)
+        }
+        positions = []
+        for partition in partitions:
+            published = snapshot = checkpoint_offset = None
+            if self.settings.processor_enable_aggregations:
+                published_raw, state = self._redis_retry(
+                    lambda p=partition: self.redis.pipeline(transaction=False)
+                    .get(self._published_key(p))
+                    .hgetall(self._state_key(p))
+                    .execute()
+                )
+                published = int(published_raw) if published_raw is not None else None
+                if state:
+                    checkpoint_offset = int(state[b"offset"])
+                    snapshot = state[b"state"]
+            self.processor.resume(partition, published, snapshot)
+            offset = committed.get(partition, OFFSET_INVALID)
+            if offset < 0:
+                offset = OFFSET_BEGINNING
+            if checkpoint_offset is not None and (offset == OFFSET_BEGINNING or checkpoint_offset + 1 < offset):
+                offset = checkpoint_offset + 1
+            positions.append(TopicPartition(self.topic, partition, offset))
+        log.info(
+            "partitions resumed",
+            extra={"positions": {tp.partition: tp.offset for tp in positions}},
+        )
+        return positions
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        positions = self._resume_positions([tp.partition for tp in partitions])
+        consumer.assign(positions)
+        self.assigned = positions
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._drain()
+        consumer.unassign()
+        self.assigned = []
+
+    # ---- the loop -------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Consume until stopped; on stop, finish and commit everything in flight."""
+        self.finisher = threading.Thread(target=self._finish_loop, name="finisher", daemon=True)
+        self.finisher.start()
+        if self.partitions is None:
+            self.consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
+        else:
+            self.assigned = self._resume_positions(self.partitions)
+            self.consumer.assign(self.assigned)
+        self.stats.ready, self.stats.reason = True, "consuming"
+        batch_size = self.settings.kafka_batch_size
+        timeout = self.settings.kafka_batch_timeout
+        try:
+            while not self.stop.is_set():
+                self._commit_finished()
+                self._apply_backpressure()
+                messages = self.consumer.consume(num_messages=batch_size, timeout=0.1 if self.paused else timeout)
+                if messages:
+                    self._process(messages)
+                self._maybe_submit()
+                self._update_health()
+        finally:
+            self._drain()
+            self.finishing.put(None)
+            self.consumer.close()
+            self.producer.flush(5)
+            self.writes.shutdown(wait=True)
+            self.influx.close()
+            log.info("worker stopped", extra={"committed": self.stats.counters["committed"]})
+
+    def _process(self, messages: list) -> None:
+        started = time.monotonic()
+        good = []
+        for message in messages:
+            error = message.error()
+            if error is None:
+                good.append(message)
+            elif error.code() != KafkaError._PARTITION_EOF:
+                if error.fatal():
+                    raise KafkaException(error)
+                log.warning("kafka error", extra={"error": str(error)})
+        if not good:
+            return
+        values = [m.value() for m in good]
+        partitions = [m.partition() for m in good]
+        offsets = [m.offset() for m in good]
+        result = self.processor.process(values, partitions, offsets)
+        unit = self.open_unit
+        for index, reason in result.rejected:
+            self.dead_letters.send(good[index], reason)
+        unit.dead_letters += len(result.rejected)
+        if result.valid:
+            unit.bodies.append(result.body)
+            valid_positions = _valid_positions(len(good), result.rejected)
+            unit.batches.append((good, valid_positions))
+        unit.points += result.valid
+        unit.messages += len(good)
+        unit.summaries.extend(result.summaries)
+        for partition, _first, last in result.ranges:
+            unit.next_offsets[partition] = last + 1
+        counts = collections.Counter(partitions)  # counted in C, not per message in Python
+        unit.per_partition.update(counts)
+        self.in_flight_by_partition.update(counts)
+        self.stats.in_flight = dict(self.in_flight_by_partition)
+        self.in_flight += len(good)
+        self.stats.count("consumed", len(good))
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "batch processed",
+                extra={"messages": len(good), "valid": result.valid, "seconds": time.monotonic() - started},
+            )
+
+    def _maybe_submit(self, force: bool = False) -> None:
+        unit = self.open_unit
+        if not unit.messages:
+            return
+        full = unit.points >= self.settings.influxdb_batch_size
+        old = time.monotonic() - unit.created >= self.settings.influxdb_batch_timeout
+        if not (full or old or force):
+            return
+        if self.settings.processor_enable_aggregations and time.monotonic() - self.last_checkpoint >= self.settings.checkpoint_interval:
+            self.last_checkpoint = time.monotonic()
+            for partition in unit.next_offsets:
+                snapshot = self.processor.snapshot(partition)
+                if snapshot is not None:
+                    unit.snapshots[partition] = snapshot
+        body = b"".join(unit.bodies)
+        unit.bodies = []
+        unit.write = self.writes.submit(self._write, body)
+        self.pending.append(unit)
+        self.finishing.put(unit)
+        self.open_unit = Unit()
+
+    def _write(self, body: bytes) -> list[Rejected] | None:
+        def on_retry(attempt: int, error: Exception) -> None:
+            self.stats.count("influx_retries")
+            self.write_failures = attempt
+            if attempt >= self.settings.influxdb_max_retries:
+                self.stats.ready, self.stats.reason = False, f"InfluxDB unavailable: {error}"
+
+        # Writes keep retrying through a graceful stop; only a hard stop (the shutdown timeout
+        # passed) ends them, leaving the unit uncommitted for the next start to replay.
+        rejected = self.influx.write_until_done(
+            body, self.settings.influxdb_retention_policy, self._hard_stop, on_retry=on_retry
+        )
+        self.write_failures = 0
+        return rejected
+
+    # ---- finishing (in order) -------------------------------------------------------------
+
+    def _finish_loop(self) -> None:
+        while True:
+            unit = self.finishing.get()
+            if unit is None:
+                return
+            rejected = unit.write.result()
+            if rejected is None:  # hard stop: leave uncommitted, a restart replays it
+                return
+            unit.write = None
+            if rejected:
+                self._dead_letter_rejected(unit, rejected)
+            self._publish(unit)
+            if unit.dead_letters and not self.dead_letters.confirm(self._hard_stop):
+                return
+            self.stats.count("written", unit.points - len(rejected))
+            self.finished.put(unit)
+
+    def _dead_letter_rejected(self, unit: Unit, rejected: list[Rejected]) -> None:
+        """Points InfluxDB refused go to the DLQ with InfluxDB's reason; the rest was written."""
+        by_line: list[tuple[list, int]] = [(messages, position) for messages, positions in unit.batches for position in positions]
+        for item in rejected:
+            messages, position = by_line[item.index]
+            self.dead_letters.send(messages[position], f"rejected by InfluxDB: {item.reason}")
+        self.stats.count("influx_rejected", len(rejected))
+        unit.dead_letters += len(rejected)
+
+    def _publish(self, unit: Unit) -> None:
+        """Summaries, the last published offset per partition, and due checkpoints: one transaction."""
+        if not self.settings.processor_enable_aggregations or not unit.summaries:
+            return
+        stream = summary_stream(self.prefix)
+
+        def publish() -> None:
+            pipe = self.redis.pipeline(transaction=True)
+            last: dict[int, int] = {}
+            for partition, data in unit.summaries:
+                pipe.xadd(stream, {"data": data})
+                last[partition] = unit.next_offsets[partition] - 1
+            for partition, offset in last.items():
+                pipe.set(self._published_key(partition), offset)
+            for partition, snapshot in unit.snapshots.items():
+                pipe.hset(self._state_key(partition), mapping={"offset": unit.next_offsets[partition] - 1, "state": snapshot})
+            pipe.execute()
+
+        self._redis_retry(publish)
+        self.stats.count("summaries", len(unit.summaries))
+
+    def _redis_retry(self, action):
+        delay = 0.2
+        while True:
+            try:
+                result = action()
+                if self.redis_failures:
+                    log.info("redis available again")
+                self.redis_failures = 0
+                return result
+            except redis.RedisError as error:
+                self.redis_failures += 1
+                self.stats.count("redis_retries")
+                if self.redis_failures >= self.settings.influxdb_max_retries:
+                    self.stats.ready, self.stats.reason = False, f"Redis unavailable: {error}"
+                if self.redis_failures == 1 or self.redis_failures % 10 == 0:
+                    log.warning("redis unavailable, retrying", extra={"error": str(error)})
+                if self._hard_stop.wait(delay):
+                    raise
+                delay = min(delay * 2, 10.0)
+
+    def _commit_finished(self, synchronous: bool = False) -> None:
+        offsets: dict[int, int] = {}
+        while True:
+            try:
+                unit = self.finished.get_nowait()
+            except queue.Empty:
+                break
+            assert self.pending[0] is unit
+            self.pending.popleft()
+            offsets.update(unit.next_offsets)
+            self.in_flight -= unit.messages
+            self.in_flight_by_partition.subtract(unit.per_partition)
+            self.stats.in_flight = dict(self.in_flight_by_partition)
+            self.stats.count("committed", unit.messages)
+            self.stats.observe_latency(time.monotonic() - unit.created)
+            self.last_progress = time.monotonic()
+        if offsets:
+            self.committed_offsets.update(offsets)
+            self.consumer.commit(
+                offsets=[TopicPartition(self.topic, p, o) for p, o in offsets.items()],
+                asynchronous=not synchronous,
+            )
+
+    def _apply_backpressure(self) -> None:
+        limit = self.settings.processor_queue_size
+        if not self.paused and self.in_flight >= limit:
+            self.consumer.pause(self.assigned)
+            self.paused = True
+            self.stats.count("backpressure_pauses")
+            log.warning("backpressure: fetching paused", extra={"in_flight": self.in_flight, "limit": limit})
+            self._maybe_submit(force=True)
+        elif self.paused and self.in_flight <= limit // 2:
+            self.consumer.resume(self.assigned)
+            self.paused = False
+            log.info("backpressure released: fetching resumed", extra={"in_flight": self.in_flight})
+        self.stats.paused = self.paused
+
+    def _update_health(self) -> None:
+        now = time.monotonic()
+        if now - self.last_health < 1.0:
+            return
+        self.last_health = now
+        if self.write_failures == 0 and self.redis_failures == 0 and not self.stats.ready:
+            self.stats.ready, self.stats.reason = True, "consuming"
+        for tp in self.assigned:
+            try:
+                low, high = self.consumer.get_watermark_offsets(tp, cached=True)
+            except KafkaException:
+                continue
+            if high >= 0:
+                self.stats.lag[tp.partition] = max(0, high - self.committed_offsets.get(tp.partition, low))
+
+    def _drain(self) -> None:
+        """Submit what is open, wait for every unit to finish, commit synchronously."""
+        self._maybe_submit(force=True)
+        while self.pending and not self._hard_stop.is_set():
+            time.sleep(0.05)
+            if not self.finished.empty():
+                self._commit_finished(synchronous=True)
+        if self.pending:
+            log.warning("stopped with uncommitted records; they will be replayed", extra={"in_flight": self.in_flight})
+
+    def _published_key(self, partition: int) -> str:
+        return f"{self.prefix}:ingest:published:{self.topic}:{partition}"
+
+    def _state_key(self, partition: int) -> str:
+        return f"{self.prefix}:ingest:state:{self.topic}:{partition}"
+
+
+def _valid_positions(count: int, rejected: list[tuple[int, str]]) -> list[int]:
+    """Batch positions of the valid records, in body order."""
+    if not rejected:
+        return range(count)  # type: ignore[return-value]
+    bad = {index for index, _ in rejected}
+    return [index for index in range(count) if index not in bad]

@@ -1,0 +1,132 @@
+"""Worker statistics: counted in each worker process, exposed by the pod's /metrics.
+
+Worker processes cannot share prometheus-client objects with the HTTP process, so each worker
+sends a snapshot of its counters every second over a queue and the HTTP process exposes the
+latest snapshot of every worker through a custom collector.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+COUNTERS = {
+    "consumed": "Records taken from Kafka",
+    "written": "Points InfluxDB acknowledged",
+    "dead_lettered": "Records sent to the dead-letter topic (invalid or rejected by InfluxDB)",
+    "influx_rejected": "Points InfluxDB rejected (also dead-lettered)",
+    "influx_retries": "Failed InfluxDB write attempts that were retried",
+    "redis_retries": "Failed Redis publish attempts that were retried",
+    "summaries": "Summaries published to Redis",
+    "committed": "Records whose offsets were committed",
+    "backpressure_pauses": "Times fetching was paused because too many records were in flight",
+}
+
+
+@dataclass
+class WorkerStats:
+    """Counters and gauges of one worker process (plain numbers; cheap to update)."""
+
+    worker: int
+    counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTERS, 0))
+    latency_buckets: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
+    latency_sum: float = 0.0
+    in_flight: dict[int, int] = field(default_factory=dict)
+    lag: dict[int, int] = field(default_factory=dict)
+    ready: bool = False
+    reason: str = "starting"
+    paused: bool = False
+    sent_at: float = 0.0
+
+    def count(self, name: str, amount: int = 1) -> None:
+        """Add to a counter."""
+        self.counters[name] += amount
+
+    def observe_latency(self, seconds: float) -> None:
+        """Record one batch's consume-to-commit latency."""
+        self.latency_sum += seconds
+        for index, bound in enumerate(LATENCY_BUCKETS):
+            if seconds <= bound:
+                self.latency_buckets[index] += 1
+                return
+        self.latency_buckets[-1] += 1
+
+    def snapshot(self) -> dict:
+        """A picklable copy for the HTTP process."""
+        self.sent_at = time.time()
+        return {
+            "worker": self.worker,
+            "counters": dict(self.counters),
+            "latency_buckets": list(self.latency_buckets),
+            "latency_sum": self.latency_sum,
+            "in_flight": dict(self.in_flight),
+            "lag": dict(self.lag),
+            "ready": self.ready,
+            "reason": self.reason,
+            "paused": self.paused,
+            "sent_at": self.sent_at,
+        }
+
+
+class WorkersCollector(Collector):
+    """Exposes the latest snapshot of every worker; counters survive a worker's restart."""
+
+    def __init__(self) -> None:
+        self.latest: dict[int, dict] = {}
+        self._carried: dict[int, dict[str, int]] = {}
+
+    def update(self, snapshot: dict) -> None:
+        """Take a worker's snapshot; a restarted worker's counters add to what it had counted."""
+        worker = snapshot["worker"]
+        previous = self.latest.get(worker)
+        if previous and snapshot["counters"]["consumed"] < previous["counters"]["consumed"]:
+            carried = self._carried.setdefault(worker, dict.fromkeys(COUNTERS, 0))
+            for name in COUNTERS:
+                carried[name] += previous["counters"][name]
+        self.latest[worker] = snapshot
+
+    def total(self, name: str) -> int:
+        """Sum of a counter over all workers (with restarts carried)."""
+        return sum(s["counters"][name] for s in self.latest.values()) + sum(
+            c[name] for c in self._carried.values()
+        )
+
+    def collect(self) -> Iterator:
+        for name, documentation in COUNTERS.items():
+            family = CounterMetricFamily(f"smartgrid_ingest_{name}", documentation, labels=["worker"])
+            for worker, snapshot in sorted(self.latest.items()):
+                carried = self._carried.get(worker, {}).get(name, 0)
+                family.add_metric([str(worker)], snapshot["counters"][name] + carried)
+            yield family
+        latency = HistogramMetricFamily(
+            "smartgrid_ingest_batch_latency_seconds",
+            "Time from consuming a batch to committing its offsets",
+            labels=["worker"],
+        )
+        for worker, snapshot in sorted(self.latest.items()):
+            cumulative, buckets = 0, []
+            for bound, count in zip((*LATENCY_BUCKETS, float("inf")), snapshot["latency_buckets"]):
+                cumulative += count
+                buckets.append(("+Inf" if bound == float("inf") else str(bound), cumulative))
+            latency.add_metric([str(worker)], buckets, snapshot["latency_sum"])
+        yield latency
+        lag = GaugeMetricFamily("smartgrid_ingest_partition_lag", "Records behind the partition's end", labels=["partition"])
+        in_flight = GaugeMetricFamily(
+            "smartgrid_ingest_partition_in_flight", "Records consumed but not yet committed", labels=["partition"]
+        )
+        ready = GaugeMetricFamily("smartgrid_ingest_worker_ready", "1 when the worker is ready", labels=["worker"])
+        paused = GaugeMetricFamily("smartgrid_ingest_worker_paused", "1 while fetching is paused", labels=["worker"])
+        for worker, snapshot in sorted(self.latest.items()):
+            for partition, value in sorted(snapshot["lag"].items()):
+                lag.add_metric([str(partition)], value)
+            for partition, value in sorted(snapshot["in_flight"].items()):
+                in_flight.add_metric([str(partition)], value)
+            ready.add_metric([str(worker)], 1 if snapshot["ready"] else 0)
+            paused.add_metric([str(worker)], 1 if snapshot["paused"] else 0)
+        yield from (lag, in_flight, ready, paused)
