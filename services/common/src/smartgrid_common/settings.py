@@ -122,7 +122,9 @@ def describe_errors(error: ValidationError) -> str:
         name = ".".join(str(part) for part in item["loc"]) or "configuration"
         hint = _HINTS.get(item["type"], "")
         given = item.get("input")
-        shown = "" if given is None or "PASSWORD" in name else f" (got {given!r})"
+        # Only a single field's own value is shown, never a secret's, never the whole input.
+        secret = any(word in name for word in ("PASSWORD", "SECRET", "TOKEN"))
+        shown = "" if given is None or secret or isinstance(given, dict) or not item["loc"] else f" (got {given!r})"
         message = item["msg"].removeprefix("Value error, ")
         lines.append(f"{name} is invalid{shown}: {message}" + (f"; {hint}" if hint else ""))
     return "\n".join(lines)

@@ -1,0 +1,101 @@
+"""Configuration: parsing, partition planning, and start-up errors that say what to set."""
+
+from __future__ import annotations
+
+import pytest
+from ingest.assignment import format_ranges, parse_partition_list, partitions_per_replica, replica_range, split_among_workers
+from ingest.settings import IngestSettings
+from ingest.supervisor import plan_partitions
+from smartgrid_common.settings import ConfigError, load_settings, parse_duration
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch):
+    import os
+
+    for name in list(os.environ):
+        if name.startswith(("KAFKA_", "INFLUXDB_", "PROCESSOR_", "SMARTGRID_")):
+            monkeypatch.delenv(name)
+
+
+def test_durations_accept_the_original_systems_forms():
+    assert parse_duration("500ms") == 0.5
+    assert parse_duration("1s") == 1.0
+    assert parse_duration("2m") == 120.0
+    assert parse_duration("1.5") == 1.5
+    with pytest.raises(ValueError, match="write it like 500ms"):
+        parse_duration("fast")
+
+
+def test_partition_lists_and_ranges():
+    assert parse_partition_list("0-3, 7,9-10") == [0, 1, 2, 3, 7, 9, 10]
+    assert parse_partition_list("") == []
+    for bad in ("3-1", "a", "1-", "-2"):
+        with pytest.raises(ValueError):
+            parse_partition_list(bad)
+    assert replica_range(1, 8, 32) == list(range(8, 16))
+    assert replica_range(3, 10, 32) == [30, 31]
+    assert replica_range(4, 8, 32) == []
+    assert partitions_per_replica(3, 32) == 11
+    assert partitions_per_replica(0, 32) == 32
+    assert split_among_workers([0, 1, 2, 3, 4], 2) == [[0, 2, 4], [1, 3]]
+    assert split_among_workers([5], 4) == [[5]]
+    assert format_ranges([0, 1, 2, 5, 7, 8]) == "0-2,5,7-8"
+
+
+def test_replicas_with_static_ranges_cover_every_partition_exactly_once(monkeypatch):
+    covered = []
+    for replica in range(4):
+        monkeypatch.setenv("SMARTGRID_REPLICA_INDEX", str(replica))
+        monkeypatch.setenv("SMARTGRID_PARTITIONS_PER_REPLICA", "8")
+        covered += plan_partitions(load_settings(IngestSettings), 32)
+    assert sorted(covered) == list(range(32))
+
+
+def test_replica_index_comes_from_the_statefulset_ordinal(monkeypatch):
+    monkeypatch.setattr("socket.gethostname", lambda: "smartgrid-ingest-3")
+    settings = load_settings(IngestSettings, )
+    assert settings.replica == 3
+    monkeypatch.setenv("KAFKA_CONSUMER_COUNT", "4")
+    assert plan_partitions(load_settings(IngestSettings), 32) == list(range(24, 32))
+
+
+def test_explicit_partition_list_wins(monkeypatch):
+    monkeypatch.setenv("SMARTGRID_PARTITIONS", "0-2,9")
+    assert plan_partitions(load_settings(IngestSettings), None) == [0, 1, 2, 9]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "fragment"),
+    [
+        ("KAFKA_BROKERS", "", "KAFKA_BROKERS is empty: set it to host:port[,host:port]"),
+        ("KAFKA_BROKERS", "localhost", "is not host:port"),
+        ("KAFKA_BATCH_TIMEOUT", "soon", "KAFKA_BATCH_TIMEOUT is invalid"),
+        ("KAFKA_BATCH_SIZE", "0", "KAFKA_BATCH_SIZE is invalid"),
+        ("PROCESSOR_WORKER_COUNT", "many", "PROCESSOR_WORKER_COUNT is invalid"),
+        ("PROCESSOR_ENABLE_AGGREGATIONS", "maybe", "set it to true or false"),
+        ("INFLUXDB_BATCH_SIZE", "-5", "INFLUXDB_BATCH_SIZE is invalid"),
+        ("SMARTGRID_PARTITIONS", "7-3", "SMARTGRID_PARTITIONS is invalid"),
+        ("SMARTGRID_ASSIGNMENT", "random", "SMARTGRID_ASSIGNMENT is invalid"),
+        ("SMARTGRID_TIMESTAMP_UNIT", "minutes", "SMARTGRID_TIMESTAMP_UNIT is invalid"),
+    ],
+)
+def test_bad_configuration_stops_start_up_naming_the_variable(monkeypatch, capsys, name, value, fragment):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError):
+        load_settings(IngestSettings)
+    assert fragment in capsys.readouterr().err
+
+
+def test_sasl_without_user_is_refused_and_password_never_shown(monkeypatch, capsys):
+    monkeypatch.setenv("SMARTGRID_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("SMARTGRID_KAFKA_SASL_PASSWORD", "hunter2")
+    with pytest.raises(ConfigError):
+        load_settings(IngestSettings)
+    err = capsys.readouterr().err
+    assert "SMARTGRID_KAFKA_SASL_USERNAME is empty" in err
+    assert "hunter2" not in err
+    monkeypatch.setenv("SMARTGRID_KAFKA_SASL_USERNAME", "ingest")
+    settings = load_settings(IngestSettings)
+    assert "hunter2" not in repr(settings)
+    assert settings.kafka_security()["sasl.password"] == "hunter2"
