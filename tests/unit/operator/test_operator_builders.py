@@ -214,3 +214,20 @@ def test_condition_transition_time_only_moves_when_the_status_flips(spec):
     assert _conditions(later)["Ready"]["lastTransitionTime"] == "2025-01-01T00:00:00Z"
     flipped = _status(spec, statefulset=_sts(4, 1), previous_conditions=first["conditions"], now="2025-01-03T00:00:00Z")
     assert _conditions(flipped)["Ready"]["lastTransitionTime"] == "2025-01-03T00:00:00Z"
+
+
+def _walk(schema, path="spec"):
+    yield path, schema
+    for key, sub in (schema.get("properties") or {}).items():
+        yield from _walk(sub, f"{path}.{key}")
+    if isinstance(schema.get("items"), dict):
+        yield from _walk(schema["items"], f"{path}[]")
+
+
+def test_the_crd_schema_is_structural_every_field_typed_and_named_like_a_field():
+    from sgc_specs import crd_schema
+
+    for path, schema in _walk(crd_schema()):
+        name = path.rsplit(".", 1)[-1].removesuffix("[]")
+        assert name.isidentifier(), f"{path}: not a field name (a YAML slip?)"
+        assert "type" in schema or schema.get("x-kubernetes-preserve-unknown-fields"), f"{path} has no type"
