@@ -33,26 +33,20 @@ def reason_of(value: bytes, unit: str = "ms") -> str:
 
 
 def split_unescaped(text: str, separator: str) -> list[str]:
-    """Split line protocol the way InfluxDB 1.x scans it: a backslash escapes the next byte."""
-    parts, current, index = [], [], 0
-    while index < len(text):
-        char = text[index]
-        if char == "\\" and index + 1 < len(text):
-            current.append(text[index : index + 2])
-            index += 2
-            continue
-        if char == separator:
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-        index += 1
-    parts.append("".join(current))
+    """Split line protocol the way InfluxDB 1.x scans it: a separator preceded by a backslash is
+    part of the value (1.x looks one byte back; backslashes are otherwise literal)."""
+    parts, start = [], 0
+    for index, char in enumerate(text):
+        if char == separator and (index == 0 or text[index - 1] != "\\"):
+            parts.append(text[start:index])
+            start = index + 1
+    parts.append(text[start:])
     return parts
 
 
 def unescape(value: str) -> str:
-    for escaped in ("\\,", "\\=", "\\ ", "\\\\"):
+    """InfluxDB 1.x unescapes exactly these three pairs."""
+    for escaped in ("\\,", "\\=", "\\ "):
         value = value.replace(escaped, escaped[1])
     return value
 
@@ -91,8 +85,9 @@ def test_valid_record_becomes_one_point_with_every_field_a_float():
         "a=b",
         'quote"d',
         "back\\slash",
-        "trailing\\",
-        "\\,\\=\\ ",
+        "double\\\\backslash",
+        "\\,\\=\\ x",
+        "a\\\\,b",
         "ünïcødé-zähler-東京",
         "emoji-⚡",
         "x status=fault consumption_kwh=9",
@@ -111,6 +106,11 @@ def test_tag_values_are_escaped_so_they_stay_one_tag(meter_id):
 @pytest.mark.parametrize("field", ["meter_id", "region", "status"])
 def test_line_breaks_in_tags_are_rejected_not_written(field):
     assert "line break" in reason_of(record(**{field: "a\nb"}))
+
+
+@pytest.mark.parametrize("field", ["meter_id", "region", "status", "building_type"])
+def test_a_tag_ending_in_a_backslash_is_rejected_because_line_protocol_cannot_carry_it(field):
+    assert reason_of(record(**{field: "tail\\"})) == f"{field} ends with a backslash, which InfluxDB line protocol cannot store"
 
 
 def test_empty_building_type_is_omitted_but_empty_required_tags_are_rejected():

@@ -4,23 +4,21 @@ use crate::record::Reading;
 
 const MEASUREMENT: &[u8] = b"energy_consumption";
 
-/// Append a tag value, escaping what line protocol treats as syntax: `,` `=` and space end a tag,
-/// and a backslash escapes the byte after it, so a literal backslash is doubled when it would
-/// otherwise pair with the next byte (or with the separator after a trailing backslash).
+/// Append a tag value, escaping what InfluxDB 1.x line protocol treats as syntax: `,` `=` and
+/// space end a tag unless a backslash precedes them. Backslashes themselves are literal in 1.x
+/// (it never unescapes `\\`), so they are written as they are; a value ending in a backslash
+/// cannot be written at all and is rejected during validation.
 fn push_tag_value(out: &mut Vec<u8>, value: &str) {
     let bytes = value.as_bytes();
-    if !bytes.iter().any(|b| matches!(b, b',' | b'=' | b' ' | b'\\')) {
+    if !bytes.iter().any(|b| matches!(b, b',' | b'=' | b' ')) {
         out.extend_from_slice(bytes);
         return;
     }
     for &b in bytes {
-        match b {
-            b',' | b'=' | b' ' | b'\\' => {
-                out.push(b'\\');
-                out.push(b);
-            }
-            _ => out.push(b),
+        if matches!(b, b',' | b'=' | b' ') {
+            out.push(b'\\');
         }
+        out.push(b);
     }
 }
 

@@ -160,6 +160,8 @@ fn tag_value<'a>(name: &str, value: Option<Scalar<'a>>, required: bool) -> Resul
                 }
             } else if text.contains(['\n', '\r']) {
                 Err(format!("{name} contains a line break"))
+            } else if text.ends_with('\\') {
+                Err(format!("{name} ends with a backslash, which InfluxDB line protocol cannot store"))
             } else {
                 Ok(Some(text))
             }
