@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import sys
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -46,5 +48,12 @@ def create_app(
 
 
 def serve(app: FastAPI, host: str, port: int) -> None:
-    """Run the app with uvicorn, logs going through our JSON logging."""
+    """Run the app with uvicorn, logs going through our JSON logging.
+
+    A SIGTERM or SIGINT shuts down gracefully (lifespan shutdown runs) and the process exits 0:
+    uvicorn re-raises the signal after its shutdown, and the handler installed here turns that
+    into a normal exit, which is what Kubernetes and process supervisors expect.
+    """
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, lambda *_: sys.exit(0))
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, lifespan="on")

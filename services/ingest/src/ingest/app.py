@@ -9,7 +9,7 @@ from prometheus_client import REGISTRY
 from smartgrid_common.health import create_app
 
 from .settings import IngestSettings
-from .stats import WorkersCollector
+from .stats import COUNTERS, WorkersCollector
 from .supervisor import Supervisor
 
 
@@ -33,7 +33,7 @@ def build_app(settings: IngestSettings) -> FastAPI:
     def stats() -> dict:
         """Totals over all workers (what /metrics exposes, as JSON)."""
         return {
-            "totals": {name: collector.total(name) for name in ("consumed", "written", "dead_lettered", "committed", "summaries")},
+            "totals": {name: collector.total(name) for name in COUNTERS},
             "workers": collector.latest,
         }
 
