@@ -69,7 +69,7 @@ def reconcile(body: kopf.Body, patch: kopf.Patch, logger: logging.Logger, trigge
         reachable, message = False, str(error)
         partitions = partitions or status.get("partitions")
         if _was_reachable(status):
-            kopf.warn(body, reason="KafkaUnreachable", message=message)
+            _warning(body, "KafkaUnreachable", message)
     if not partitions:
         # Nothing to plan with yet: say so in the status, retry on the next resync.
         patch.setdefault("status", {})["conditions"] = [
@@ -109,6 +109,15 @@ def reconcile(body: kopf.Body, patch: kopf.Patch, logger: logging.Logger, trigge
     logger.debug("reconciled (%s): %s partitions, %s replicas", trigger, partitions, new_status["replicas"])
 
 
+def _normal(body: kopf.Body, reason: str, message: str) -> None:
+    # kopf.event, not kopf.info: the latter obeys settings.posting.level, which mutes it here.
+    kopf.event(body, type="Normal", reason=reason, message=message)
+
+
+def _warning(body: kopf.Body, reason: str, message: str) -> None:
+    kopf.event(body, type="Warning", reason=reason, message=message)
+
+
 def _was_reachable(status: dict[str, Any]) -> bool:
     return any(c.get("type") == "KafkaReachable" and c.get("status") == "True" for c in status.get("conditions") or [])
 
@@ -116,24 +125,24 @@ def _was_reachable(status: dict[str, Any]) -> bool:
 def _post_events(body: kopf.Body, old: dict[str, Any], new: dict[str, Any], trigger: str) -> None:
     """Kubernetes Events for what a person watching `kubectl describe sgc` wants to know."""
     if old.get("partitions") and old.get("partitions") != new["partitions"]:
-        kopf.info(
+        _normal(
             body,
-            reason="Rescaled",
-            message=f"topic partitions {old['partitions']} -> {new['partitions']}: "
+            "Rescaled",
+            f"topic partitions {old['partitions']} -> {new['partitions']}: "
             f"ingest replicas {old.get('replicas')} -> {new['replicas']}",
         )
     if old.get("observedGeneration") != new["observedGeneration"]:
-        kopf.info(
+        _normal(
             body,
-            reason="Applied",
-            message=f"generation {new['observedGeneration']} applied ({trigger}): "
+            "Applied",
+            f"generation {new['observedGeneration']} applied ({trigger}): "
             f"{new['replicas']} ingest replicas for {new['partitions']} partitions",
         )
     ready_before = next((c for c in old.get("conditions") or [] if c.get("type") == "Ready"), {})
     ready_now = next(c for c in new["conditions"] if c["type"] == "Ready")
     if ready_before.get("reason") != ready_now["reason"] and ready_before:
-        post = kopf.info if ready_now["status"] == "True" else kopf.warn
-        post(body, reason=ready_now["reason"], message=ready_now["message"])
+        post = _normal if ready_now["status"] == "True" else _warning
+        post(body, ready_now["reason"], ready_now["message"])
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)

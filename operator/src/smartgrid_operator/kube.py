@@ -9,7 +9,6 @@ from typing import Any
 
 import kubernetes
 from kubernetes.client import ApiClient
-from kubernetes.client.rest import ApiException
 
 FIELD_MANAGER = "smartgrid-operator"
 
@@ -40,6 +39,42 @@ def _path(kind: str, namespace: str, name: str | None = None) -> str:
     return f"{path}/{name}" if name else path
 
 
+class KubeError(RuntimeError):
+    """The API server answered with an error status."""
+
+    def __init__(self, status: int, method: str, path: str, body: str) -> None:
+        super().__init__(f"{method} {path}: HTTP {status}: {body[:500]}")
+        self.status = status
+
+
+def _request(
+    method: str,
+    path: str,
+    query: list[tuple[str, str]] | None = None,
+    body: Any = None,
+    content_type: str = "application/json",
+) -> Any:
+    """One API request through the client's auth and TLS settings; the JSON answer as dicts.
+
+    A JSON ``body`` is given as dicts (the client serializes it); any other content type as a
+    string, sent as is.
+    """
+    client = api_client()
+    _, url, headers, serialized, _ = client.param_serialize(
+        method=method,
+        resource_path=path,
+        query_params=query or [],
+        header_params={"Content-Type": content_type, "Accept": "application/json"},
+        body=body,
+        auth_settings=["BearerToken"],
+    )
+    response = client.call_api(method, url, header_params=headers, body=serialized, _request_timeout=30)
+    data = response.read()
+    if response.status >= 400:
+        raise KubeError(response.status, method, path, data.decode(errors="replace"))
+    return json.loads(data) if data else None
+
+
 def apply(manifest: dict[str, Any]) -> dict[str, Any]:
     """Server-side apply (create or update) of one manifest, owning the fields it sets.
 
@@ -47,31 +82,21 @@ def apply(manifest: dict[str, Any]) -> dict[str, Any]:
     the custom resource is the source of truth.
     """
     meta = manifest["metadata"]
-    return api_client().call_api(
-        _path(manifest["kind"], meta["namespace"], meta["name"]),
+    return _request(
         "PATCH",
-        query_params=[("fieldManager", FIELD_MANAGER), ("force", "true")],
-        header_params={"Content-Type": "application/apply-patch+yaml", "Accept": "application/json"},
-        # Serialized here: the client then sends the body as is with the apply content type.
+        _path(manifest["kind"], meta["namespace"], meta["name"]),
+        query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+        # JSON is YAML: the apply content type takes it as is.
         body=json.dumps(manifest),
-        response_type="object",
-        auth_settings=["BearerToken"],
-        _return_http_data_only=True,
+        content_type="application/apply-patch+yaml",
     )
 
 
 def get(kind: str, namespace: str, name: str) -> dict[str, Any] | None:
     """The object as a dict, or None when it does not exist."""
     try:
-        return api_client().call_api(
-            _path(kind, namespace, name),
-            "GET",
-            header_params={"Accept": "application/json"},
-            response_type="object",
-            auth_settings=["BearerToken"],
-            _return_http_data_only=True,
-        )
-    except ApiException as error:
+        return _request("GET", _path(kind, namespace, name))
+    except KubeError as error:
         if error.status == 404:
             return None
         raise
@@ -80,14 +105,8 @@ def get(kind: str, namespace: str, name: str) -> dict[str, Any] | None:
 def delete(kind: str, namespace: str, name: str) -> bool:
     """Delete one object (its pods go with it); False when it was already gone."""
     try:
-        api_client().call_api(
-            _path(kind, namespace, name),
-            "DELETE",
-            header_params={"Accept": "application/json"},
-            body={"propagationPolicy": "Background"},
-            auth_settings=["BearerToken"],
-        )
-    except ApiException as error:
+        _request("DELETE", _path(kind, namespace, name), body={"propagationPolicy": "Background"})
+    except KubeError as error:
         if error.status == 404:
             return False
         raise
@@ -96,15 +115,7 @@ def delete(kind: str, namespace: str, name: str) -> bool:
 
 def list_names(kind: str, namespace: str, label_selector: str) -> list[str]:
     """Names of the objects of ``kind`` matching ``label_selector``."""
-    listing = api_client().call_api(
-        _path(kind, namespace),
-        "GET",
-        query_params=[("labelSelector", label_selector)],
-        header_params={"Accept": "application/json"},
-        response_type="object",
-        auth_settings=["BearerToken"],
-        _return_http_data_only=True,
-    )
+    listing = _request("GET", _path(kind, namespace), query=[("labelSelector", label_selector)])
     return [item["metadata"]["name"] for item in listing.get("items", [])]
 
 
