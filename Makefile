@@ -1,0 +1,43 @@
+# Smart-grid monitoring pipeline. `make help` lists the targets.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+UV ?= uv
+
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+install: ## Install Python deps (uv workspace, builds the Rust hot path) and the local stack
+	scripts/bootstrap
+	scripts/stack install
+
+stack-up: ## Start Kafka, InfluxDB and Redis on 127.0.0.1 (idempotent)
+	scripts/stack up
+
+stack-down: ## Stop the local stack (data stays in .state/)
+	scripts/stack down
+
+run: ## Run the whole pipeline locally: stack, ingest, aggregator, writer, dashboard, simulator
+	scripts/bootstrap
+	$(UV) run --no-sync python scripts/run-local $(ARGS)
+
+unit: ## Unit tests only (no server needed)
+	scripts/bootstrap
+	$(UV) run --no-sync pytest tests/unit -q
+
+test: ## Every test: unit, integration (real Kafka/InfluxDB/Redis), browser, Kubernetes control plane
+	scripts/bootstrap
+	scripts/stack up
+	scripts/k8s install
+	scripts/k8s up
+	$(UV) run --no-sync pytest -m "" -q -p no:cacheprovider tests
+
+bench-ingest: ## Ingest benchmark (hot path vs per-message baseline; Kafka->InfluxDB vs InfluxDB capacity)
+	$(UV) run --no-sync python bench/bench_ingest.py $(ARGS)
+
+bench-aggregator: ## Aggregator fold-rate benchmark
+	$(UV) run --no-sync python bench/bench_aggregator.py $(ARGS)
+
+bench-freshness: ## Produce-to-dashboard freshness at 50k readings/s
+	$(UV) run --no-sync python bench/bench_freshness.py $(ARGS)
+
+.PHONY: help install stack-up stack-down run unit test bench-ingest bench-aggregator bench-freshness
