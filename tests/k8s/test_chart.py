@@ -99,9 +99,20 @@ DENIED = [
     ("get", "secrets"), ("list", "secrets"), ("create", "pods"), ("delete", "pods"), ("create", "pods/exec"),
     ("delete", "namespaces"), ("create", "smartgridconsumers.smartgrid.io"), ("delete", "smartgridconsumers.smartgrid.io"),
     ("update", "customresourcedefinitions.apiextensions.k8s.io"), ("create", "clusterrolebindings.rbac.authorization.k8s.io"),
-    ("create", "roles.rbac.authorization.k8s.io"), ("create", "serviceaccounts"), ("create", "jobs.batch"),
+    ("create", "roles.rbac.authorization.k8s.io"), ("update", "smartgridconsumers.smartgrid.io/status"), ("create", "serviceaccounts"), ("create", "jobs.batch"),
     ("update", "nodes"),
 ]
+
+
+def can_i(cluster: Cluster, subject: str, verb: str, resource: str, namespace: str | None = None) -> str:
+    """`kubectl auth can-i` as ``subject``; ``resource/sub`` checks the subresource."""
+    resource, _, subresource = resource.partition("/")
+    args = ["auth", "can-i", verb, resource, "--as", subject]
+    if subresource:
+        args += ["--subresource", subresource]
+    if namespace:
+        args += ["-n", namespace]
+    return cluster.kubectl(*args, check=False).stdout.strip()
 
 
 def test_the_operator_service_account_can_do_what_it_needs_and_nothing_more(cluster: Cluster):
@@ -113,14 +124,12 @@ def test_the_operator_service_account_can_do_what_it_needs_and_nothing_more(clus
         wrong = []
         for verb, resource in ALLOWED:
             for where in (namespace, "default"):
-                answer = cluster.kubectl("auth", "can-i", verb, resource, "-n", where, "--as", subject, check=False).stdout.strip()
-                if answer != "yes":
+                if can_i(cluster, subject, verb, resource, where) != "yes":
                     wrong.append(f"cannot {verb} {resource} in {where}")
         for verb, resource in DENIED:
-            answer = cluster.kubectl("auth", "can-i", verb, resource, "-n", namespace, "--as", subject, check=False).stdout.strip()
-            if answer != "no":
+            if can_i(cluster, subject, verb, resource, namespace) != "no":
                 wrong.append(f"can {verb} {resource}")
-        assert cluster.kubectl("auth", "can-i", "watch", "customresourcedefinitions.apiextensions.k8s.io", "--as", subject, check=False).stdout.strip() == "yes"
+        assert can_i(cluster, subject, "watch", "customresourcedefinitions.apiextensions.k8s.io") == "yes"
         assert not wrong, "operator RBAC: " + "; ".join(wrong)
     finally:
         cluster.helm("uninstall", release, "-n", namespace, check=False)
@@ -133,9 +142,8 @@ def test_a_namespaced_operator_gets_rights_only_in_its_namespaces(cluster: Clust
     cluster.helm("install", release, str(CHART), "-n", namespace, "--set", f"operator.watchNamespaces={{{namespace}}}", timeout=180)
     subject = f"system:serviceaccount:{namespace}:{release}-smartgrid-operator"
     try:
-        can = lambda ns: cluster.kubectl("auth", "can-i", "patch", "statefulsets.apps", "-n", ns, "--as", subject, check=False).stdout.strip()  # noqa: E731
-        assert can(namespace) == "yes"
-        assert can(other) == "no"
-        assert cluster.kubectl("auth", "can-i", "list", "namespaces", "--as", subject, check=False).stdout.strip() == "no"
+        assert can_i(cluster, subject, "patch", "statefulsets.apps", namespace) == "yes"
+        assert can_i(cluster, subject, "patch", "statefulsets.apps", other) == "no"
+        assert can_i(cluster, subject, "list", "namespaces") == "no"
     finally:
         cluster.helm("uninstall", release, "-n", namespace, check=False)
