@@ -13,7 +13,7 @@ from smartgrid_common.contracts import Summary, summary_stream
 from aggregator.fold import Outcome, source_of
 from aggregator.settings import AggregatorSettings
 from aggregator.store import LiveStore
-from aggregator.streams import GroupReader, ensure_group, trim_consumed
+from smartgrid_common.streams import GroupReader, ensure_group, trim_consumed
 
 log = logging.getLogger("aggregator.worker")
 

@@ -1,7 +1,7 @@
 """Redis Streams consumer-group plumbing: read own pending, claim the dead's, read new, trim.
 
-Generic (no knowledge of summaries or rollups). The writer carries an identical copy
-(``writer.streams``): this module belongs in ``smartgrid_common``; move both there.
+Generic (no knowledge of summaries or rollups): the aggregator reads summaries with it, the writer
+reads rollups.
 """
 
 from __future__ import annotations

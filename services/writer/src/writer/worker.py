@@ -14,7 +14,7 @@ from smartgrid_common.influx import InfluxClient, InfluxUnavailable
 
 from writer.builders import Superseded, build_body
 from writer.settings import WriterSettings
-from writer.streams import GroupReader, ensure_group, trim_consumed
+from smartgrid_common.streams import GroupReader, ensure_group, trim_consumed
 
 log = logging.getLogger("writer.worker")
 
