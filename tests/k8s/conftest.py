@@ -44,7 +44,9 @@ def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]
 
 
 @pytest.fixture
-def operator(cluster: Cluster, namespace: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[OperatorProcess]:
+def operator(
+    cluster: Cluster, namespace: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[OperatorProcess]:
     """The operator watching ``namespace``; its log is printed when the test fails."""
     process = OperatorProcess(namespace, tmp_path / "operator.log")
     try:

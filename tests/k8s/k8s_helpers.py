@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,9 @@ class Cluster:
         self.env = {**os.environ, "KUBECONFIG": str(KUBECONFIG), "PATH": f"{K8S_BIN}:{os.environ['PATH']}"}
         self.namespaces: list[str] = []
 
-    def run(self, *args: str, check: bool = True, stdin: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    def run(
+        self, *args: str, check: bool = True, stdin: str | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess:
         """Run a command with the cluster's KUBECONFIG; on failure the error shows its output."""
         result = subprocess.run(args, env=self.env, input=stdin, capture_output=True, text=True, timeout=timeout)
         if check and result.returncode != 0:

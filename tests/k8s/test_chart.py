@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 import yaml
-from k8s_helpers import CHART, Cluster, wait_for
+from k8s_helpers import CHART, Cluster
 
 pytestmark = pytest.mark.k8s
 
@@ -37,14 +36,26 @@ def test_every_ci_scenario_installs_and_its_workloads_become_ready(cluster: Clus
     cluster.helm("uninstall", release, "-n", namespace, "--wait", check=False)
     try:
         cluster.helm(
-            "install", release, str(CHART), "-n", namespace, "--create-namespace",
-            "-f", str(values), "--wait", "--timeout", "180s", timeout=240,
+            "install",
+            release,
+            str(CHART),
+            "-n",
+            namespace,
+            "--create-namespace",
+            "-f",
+            str(values),
+            "--wait",
+            "--timeout",
+            "180s",
+            timeout=240,
         )
         manifest = cluster.helm("get", "manifest", release, "-n", namespace).stdout
         objects = [doc for doc in yaml.safe_load_all(manifest) if doc]
         for obj in objects:
             meta = obj["metadata"]
-            found = cluster.kubectl("get", obj["kind"], meta["name"], "-n", meta.get("namespace", namespace), check=False)
+            found = cluster.kubectl(
+                "get", obj["kind"], meta["name"], "-n", meta.get("namespace", namespace), check=False
+            )
             assert found.returncode == 0, f"{obj['kind']}/{meta['name']} not in the cluster: {found.stderr}"
         workloads = [o for o in objects if o["kind"] in ("Deployment", "StatefulSet")]
         for workload in workloads:
@@ -66,7 +77,9 @@ def test_every_ci_scenario_installs_and_its_workloads_become_ready(cluster: Clus
 
 def test_helm_test_pod_checks_the_operator_and_the_demo_backends(cluster: Cluster):
     demo = CHART / "ci/demo-values.yaml"
-    rendered = cluster.helm("template", "demo", str(CHART), "-f", str(demo), "--show-only", "templates/tests/test-connection.yaml").stdout
+    rendered = cluster.helm(
+        "template", "demo", str(CHART), "-f", str(demo), "--show-only", "templates/tests/test-connection.yaml"
+    ).stdout
     pod = yaml.safe_load(rendered)
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
     script = pod["spec"]["containers"][0]["command"][-1]
@@ -75,7 +88,13 @@ def test_helm_test_pod_checks_the_operator_and_the_demo_backends(cluster: Cluste
 
 def test_influxdb_is_configured_with_tsi1_and_unlimited_values_per_tag(cluster: Cluster):
     rendered = cluster.helm(
-        "template", "demo", str(CHART), "-f", str(CHART / "ci/demo-values.yaml"), "--show-only", "templates/influxdb.yaml"
+        "template",
+        "demo",
+        str(CHART),
+        "-f",
+        str(CHART / "ci/demo-values.yaml"),
+        "--show-only",
+        "templates/influxdb.yaml",
     ).stdout
     docs = {d["kind"]: d for d in yaml.safe_load_all(rendered) if d}
     config = docs["ConfigMap"]["data"]["influxdb.conf"]
@@ -88,18 +107,36 @@ def test_influxdb_is_configured_with_tsi1_and_unlimited_values_per_tag(cluster: 
 
 # What the operator does, and a sample of what it must not be able to do.
 ALLOWED = [
-    ("create", "statefulsets.apps"), ("patch", "statefulsets.apps"), ("delete", "statefulsets.apps"),
-    ("create", "deployments.apps"), ("patch", "deployments.apps"), ("list", "deployments.apps"),
-    ("create", "configmaps"), ("patch", "services"), ("delete", "poddisruptionbudgets.policy"),
-    ("watch", "smartgridconsumers.smartgrid.io"), ("patch", "smartgridconsumers.smartgrid.io"),
-    ("patch", "smartgridconsumers.smartgrid.io/status"), ("create", "events"),
+    ("create", "statefulsets.apps"),
+    ("patch", "statefulsets.apps"),
+    ("delete", "statefulsets.apps"),
+    ("create", "deployments.apps"),
+    ("patch", "deployments.apps"),
+    ("list", "deployments.apps"),
+    ("create", "configmaps"),
+    ("patch", "services"),
+    ("delete", "poddisruptionbudgets.policy"),
+    ("watch", "smartgridconsumers.smartgrid.io"),
+    ("patch", "smartgridconsumers.smartgrid.io"),
+    ("patch", "smartgridconsumers.smartgrid.io/status"),
+    ("create", "events"),
     ("update", "smartgridconsumers.smartgrid.io/finalizers"),
 ]
 DENIED = [
-    ("get", "secrets"), ("list", "secrets"), ("create", "pods"), ("delete", "pods"), ("create", "pods/exec"),
-    ("delete", "namespaces"), ("create", "smartgridconsumers.smartgrid.io"), ("delete", "smartgridconsumers.smartgrid.io"),
-    ("update", "customresourcedefinitions.apiextensions.k8s.io"), ("create", "clusterrolebindings.rbac.authorization.k8s.io"),
-    ("create", "roles.rbac.authorization.k8s.io"), ("update", "smartgridconsumers.smartgrid.io/status"), ("create", "serviceaccounts"), ("create", "jobs.batch"),
+    ("get", "secrets"),
+    ("list", "secrets"),
+    ("create", "pods"),
+    ("delete", "pods"),
+    ("create", "pods/exec"),
+    ("delete", "namespaces"),
+    ("create", "smartgridconsumers.smartgrid.io"),
+    ("delete", "smartgridconsumers.smartgrid.io"),
+    ("update", "customresourcedefinitions.apiextensions.k8s.io"),
+    ("create", "clusterrolebindings.rbac.authorization.k8s.io"),
+    ("create", "roles.rbac.authorization.k8s.io"),
+    ("update", "smartgridconsumers.smartgrid.io/status"),
+    ("create", "serviceaccounts"),
+    ("create", "jobs.batch"),
     ("update", "nodes"),
 ]
 
@@ -139,7 +176,16 @@ def test_a_namespaced_operator_gets_rights_only_in_its_namespaces(cluster: Clust
     namespace = cluster.create_namespace("sg-rbacns")
     other = cluster.create_namespace("sg-other")
     release = "nsop"
-    cluster.helm("install", release, str(CHART), "-n", namespace, "--set", f"operator.watchNamespaces={{{namespace}}}", timeout=180)
+    cluster.helm(
+        "install",
+        release,
+        str(CHART),
+        "-n",
+        namespace,
+        "--set",
+        f"operator.watchNamespaces={{{namespace}}}",
+        timeout=180,
+    )
     subject = f"system:serviceaccount:{namespace}:{release}-smartgrid-operator"
     try:
         assert can_i(cluster, subject, "patch", "statefulsets.apps", namespace) == "yes"

@@ -50,7 +50,9 @@ def event_reasons(cluster: Cluster, namespace: str, name: str) -> set[str]:
 def test_consumer_yields_a_statefulset_with_one_replica_per_partition_range(cluster, namespace, operator, topic):
     cluster.apply(consumer("grid", namespace, kafka={"topic": topic, "groupId": f"{topic}-group"}))
 
-    sts = wait_for(lambda: statefulset_replicas(cluster, "grid", namespace, 4), 60, "4 ingest replicas for 32 partitions")
+    sts = wait_for(
+        lambda: statefulset_replicas(cluster, "grid", namespace, 4), 60, "4 ingest replicas for 32 partitions"
+    )
     ranges = cluster.get("configmap", "grid-partitions", namespace)["data"]
     assert ranges == {"replica-0": "0-7", "replica-1": "8-15", "replica-2": "16-23", "replica-3": "24-31"}
     command = sts["spec"]["template"]["spec"]["containers"][0]["command"]
@@ -92,26 +94,38 @@ def test_adding_partitions_to_the_topic_rescales_within_60_seconds(cluster, name
     # 16 new partitions are two whole ranges: the running replicas keep theirs and do not restart.
     template_hash = lambda sts: sts["spec"]["template"]["metadata"]["annotations"][HASH]  # noqa: E731
     assert template_hash(after) == template_hash(before)
-    wait_for(lambda: cluster.get("sgc", "grid", namespace)["status"].get("partitions") == 48, 30, "status.partitions 48")
+    wait_for(
+        lambda: cluster.get("sgc", "grid", namespace)["status"].get("partitions") == 48, 30, "status.partitions 48"
+    )
     wait_for(lambda: "Rescaled" in event_reasons(cluster, namespace, "grid"), 30, "a Rescaled event")
 
 
 def test_a_spec_change_rolls_the_workloads(cluster, namespace, operator):
     cluster.apply(consumer("pinned", namespace, kafka={"partitions": 16, "topic": "k8s-test-absent"}))
-    first = wait_for(lambda: statefulset_replicas(cluster, "pinned", namespace, 2), 60, "2 replicas for 16 pinned partitions")
+    first = wait_for(
+        lambda: statefulset_replicas(cluster, "pinned", namespace, 2), 60, "2 replicas for 16 pinned partitions"
+    )
     writer = cluster.get("deployment", "pinned-writer", namespace)
 
-    cluster.kubectl("patch", "sgc", "pinned", "-n", namespace, "--type=merge", "-p", '{"spec":{"ingest":{"batchSize":5000}}}')
+    cluster.kubectl(
+        "patch", "sgc", "pinned", "-n", namespace, "--type=merge", "-p", '{"spec":{"ingest":{"batchSize":5000}}}'
+    )
 
     def rolled():
         sts = cluster.get("statefulset", "pinned-ingest", namespace)
-        changed = sts["spec"]["template"]["metadata"]["annotations"][HASH] != first["spec"]["template"]["metadata"]["annotations"][HASH]
+        changed = (
+            sts["spec"]["template"]["metadata"]["annotations"][HASH]
+            != first["spec"]["template"]["metadata"]["annotations"][HASH]
+        )
         return sts if changed else None
 
     sts = wait_for(rolled, 30, "a new pod template hash on the StatefulSet")
     assert sts["metadata"]["generation"] > first["metadata"]["generation"]
     new_writer = cluster.get("deployment", "pinned-writer", namespace)
-    assert new_writer["spec"]["template"]["metadata"]["annotations"][HASH] != writer["spec"]["template"]["metadata"]["annotations"][HASH]
+    assert (
+        new_writer["spec"]["template"]["metadata"]["annotations"][HASH]
+        != writer["spec"]["template"]["metadata"]["annotations"][HASH]
+    )
     assert cluster.get("configmap", "pinned-config", namespace)["data"]["KAFKA_BATCH_SIZE"] == "5000"
     wait_for(
         lambda: cluster.get("statefulset", "pinned-ingest", namespace)["status"].get("updateRevision")
@@ -120,7 +134,9 @@ def test_a_spec_change_rolls_the_workloads(cluster, namespace, operator):
         "the StatefulSet controller to start a new revision",
     )
     body = wait_for(
-        lambda: (b := cluster.get("sgc", "pinned", namespace))["status"].get("observedGeneration") == b["metadata"]["generation"] and b,
+        lambda: (b := cluster.get("sgc", "pinned", namespace))["status"].get("observedGeneration")
+        == b["metadata"]["generation"]
+        and b,
         30,
         "status.observedGeneration to catch up",
     )
@@ -133,7 +149,11 @@ def test_paused_scales_ingest_to_zero(cluster, namespace, operator):
     wait_for(lambda: statefulset_replicas(cluster, "pinned", namespace, 1), 60, "1 replica")
     cluster.kubectl("patch", "sgc", "pinned", "-n", namespace, "--type=merge", "-p", '{"spec":{"paused":true}}')
     wait_for(lambda: statefulset_replicas(cluster, "pinned", namespace, 0), 30, "0 replicas while paused")
-    wait_for(lambda: condition(cluster.get("sgc", "pinned", namespace)["status"], "Ready").get("reason") == "Paused", 30, "Ready=False/Paused")
+    wait_for(
+        lambda: condition(cluster.get("sgc", "pinned", namespace)["status"], "Ready").get("reason") == "Paused",
+        30,
+        "Ready=False/Paused",
+    )
 
 
 def test_deleting_the_consumer_removes_everything_it_owned(cluster, namespace, operator):

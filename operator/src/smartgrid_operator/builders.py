@@ -44,9 +44,7 @@ def partition_ranges(partitions: int, partitions_per_replica: int) -> list[tuple
     Returned as inclusive ``(first, last)`` pairs, one per replica.
     """
     k = partitions_per_replica
-    return [
-        (i * k, min((i + 1) * k, partitions) - 1) for i in range(replica_count(partitions, k))
-    ]
+    return [(i * k, min((i + 1) * k, partitions) - 1) for i in range(replica_count(partitions, k))]
 
 
 def format_range(first: int, last: int) -> str:
@@ -156,9 +154,7 @@ def build_configmap(name: str, namespace: str, spec: Spec) -> Manifest:
     }
 
 
-def build_partitions_configmap(
-    name: str, namespace: str, partitions: int, partitions_per_replica: int
-) -> Manifest:
+def build_partitions_configmap(name: str, namespace: str, partitions: int, partitions_per_replica: int) -> Manifest:
     """One key per ingest replica (``replica-<i>: "0-7"``), mounted into the ingest pods."""
     ranges = partition_ranges(partitions, partitions_per_replica)
     return {
@@ -291,9 +287,7 @@ def build_ingest_statefulset(name: str, namespace: str, spec: Spec, partitions: 
     )
     volumes, mounts = [], []
     if static:
-        volumes = [
-            {"name": "partitions", "configMap": {"name": component_name(name, "partitions")}}
-        ]
+        volumes = [{"name": "partitions", "configMap": {"name": component_name(name, "partitions")}}]
         mounts = [{"name": "partitions", "mountPath": PARTITIONS_DIR, "readOnly": True}]
     template = build_pod_template(
         name,
@@ -327,9 +321,7 @@ def build_deployment(name: str, namespace: str, spec: Spec, component: str) -> M
     """The aggregator or writer Deployment (``component`` is ``aggregator`` or ``writer``)."""
     component_spec = spec[component]
     template_hash = config_hash(build_config_data(spec), secret_env(spec))
-    template = build_pod_template(
-        name, spec, component, component_spec, ["python", "-m", component], template_hash
-    )
+    template = build_pod_template(name, spec, component, component_spec, ["python", "-m", component], template_hash)
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -346,8 +338,7 @@ def build_service(name: str, namespace: str, component: str, headless: bool = Fa
     """A Service on the component's HTTP port (headless for the ingest StatefulSet)."""
     spec: dict[str, Any] = {
         "selector": selector(name, component),
-        "ports": [{"name": "http", "port": 80 if not headless else HTTP_PORT,
-                   "targetPort": "http", "protocol": "TCP"}],
+        "ports": [{"name": "http", "port": 80 if not headless else HTTP_PORT, "targetPort": "http", "protocol": "TCP"}],
     }
     if headless:
         spec["clusterIP"] = "None"
@@ -399,7 +390,12 @@ def stale_components(spec: Spec) -> list[str]:
 
 
 def build_condition(
-    type_: str, ok: bool, reason: str, message: str, generation: int, now: str,
+    type_: str,
+    ok: bool,
+    reason: str,
+    message: str,
+    generation: int,
+    now: str,
     previous: list[Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """A status condition; ``lastTransitionTime`` only moves when the status flips."""
@@ -478,9 +474,7 @@ def build_status(
         if not converged
         else (False, "Converged", "every workload runs the latest spec")
     )
-    reachable = (
-        (True, "TopicFound", kafka_message) if kafka_reachable else (False, "Unreachable", kafka_message)
-    )
+    reachable = (True, "TopicFound", kafka_message) if kafka_reachable else (False, "Unreachable", kafka_message)
 
     def condition(type_: str, value: tuple[bool, str, str]) -> dict[str, Any]:
         return build_condition(type_, *value, generation, now, previous_conditions)

@@ -53,7 +53,12 @@ def _now() -> str:
 
 def reconcile(body: kopf.Body, patch: kopf.Patch, logger: logging.Logger, trigger: str) -> None:
     """Read Kafka, apply the owned objects for the current spec, and write the status."""
-    spec, meta, namespace, name = body["spec"], body["metadata"], body["metadata"]["namespace"], body["metadata"]["name"]
+    spec, meta, namespace, name = (
+        body["spec"],
+        body["metadata"],
+        body["metadata"]["namespace"],
+        body["metadata"]["name"],
+    )
     status = body.get("status") or {}
     kafka_spec = spec["kafka"]
 
@@ -63,7 +68,11 @@ def reconcile(body: kopf.Body, patch: kopf.Patch, logger: logging.Logger, trigge
         topic = read_topic(
             kafka_spec["bootstrapServers"], kafka_spec["topic"], kafka_spec["groupId"], KAFKA_TIMEOUT_SECONDS
         )
-        reachable, message, lag = True, f"topic {kafka_spec['topic']} has {topic.partitions} partitions", topic.consumer_lag
+        reachable, message, lag = (
+            True,
+            f"topic {kafka_spec['topic']} has {topic.partitions} partitions",
+            topic.consumer_lag,
+        )
         partitions = partitions or topic.partitions
     except KafkaUnavailable as error:
         reachable, message = False, str(error)
@@ -73,8 +82,12 @@ def reconcile(body: kopf.Body, patch: kopf.Patch, logger: logging.Logger, trigge
     if not partitions:
         # Nothing to plan with yet: say so in the status, retry on the next resync.
         patch.setdefault("status", {})["conditions"] = [
-            builders.build_condition("Ready", False, "KafkaUnreachable", message, meta["generation"], _now(), status.get("conditions")),
-            builders.build_condition("KafkaReachable", False, "Unreachable", message, meta["generation"], _now(), status.get("conditions")),
+            builders.build_condition(
+                "Ready", False, "KafkaUnreachable", message, meta["generation"], _now(), status.get("conditions")
+            ),
+            builders.build_condition(
+                "KafkaReachable", False, "Unreachable", message, meta["generation"], _now(), status.get("conditions")
+            ),
         ]
         raise kopf.TemporaryError(f"{message}; set spec.kafka.partitions to plan without Kafka", delay=RESYNC_SECONDS)
 

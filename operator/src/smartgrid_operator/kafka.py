@@ -50,9 +50,7 @@ def admin_config(bootstrap_servers: str, timeout_s: float) -> dict[str, object]:
     return config
 
 
-def consumer_lag(
-    high: dict[int, int], low: dict[int, int], committed: dict[int, int]
-) -> int:
+def consumer_lag(high: dict[int, int], low: dict[int, int], committed: dict[int, int]) -> int:
     """Records not yet consumed, summed over partitions.
 
     A partition without a committed offset counts from its earliest retained record.
@@ -89,9 +87,7 @@ def read_topic(bootstrap_servers: str, topic: str, group_id: str, timeout_s: flo
     return TopicState(partitions=len(partitions), consumer_lag=lag)
 
 
-def _group_lag(
-    admin: AdminClient, topic: str, group_id: str, partitions: list[int], timeout_s: float
-) -> int:
+def _group_lag(admin: AdminClient, topic: str, group_id: str, partitions: list[int], timeout_s: float) -> int:
     def watermarks(spec: OffsetSpec) -> dict[int, int]:
         request = {TopicPartition(topic, p): spec for p in partitions}
         futures = admin.list_offsets(request, request_timeout=timeout_s)

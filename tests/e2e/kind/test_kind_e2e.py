@@ -78,7 +78,11 @@ def _diagnostics() -> str:
     parts.append(kubectl("get", "events", "--sort-by=.lastTimestamp", check=False).stdout)
     for component in ("operator", "ingest", "aggregator", "writer", "simulator"):
         parts.append(f"----- logs {component} -----")
-        parts.append(kubectl("logs", "-l", f"app.kubernetes.io/component={component}", "--tail=80", "--all-containers", check=False).stdout)
+        parts.append(
+            kubectl(
+                "logs", "-l", f"app.kubernetes.io/component={component}", "--tail=80", "--all-containers", check=False
+            ).stdout
+        )
     return "\n".join(parts)
 
 
@@ -97,9 +101,22 @@ def release() -> Iterator[None]:
         sets = [f"images.{n}.tag={TAG}" for n in ("ingest", "aggregator", "writer", "simulator")]
         sets += [f"operator.image.tag={TAG}", "images.pullPolicy=Never", "operator.image.pullPolicy=Never"]
         run(
-            "helm", "upgrade", "--install", RELEASE, "helm/smartgrid", "--kube-context", CONTEXT,
-            "-n", NAMESPACE, "--create-namespace", "-f", "helm/smartgrid/ci/demo-values.yaml",
-            *[arg for s in sets for arg in ("--set", s)], "--wait", "--timeout", "10m",
+            "helm",
+            "upgrade",
+            "--install",
+            RELEASE,
+            "helm/smartgrid",
+            "--kube-context",
+            CONTEXT,
+            "-n",
+            NAMESPACE,
+            "--create-namespace",
+            "-f",
+            "helm/smartgrid/ci/demo-values.yaml",
+            *[arg for s in sets for arg in ("--set", s)],
+            "--wait",
+            "--timeout",
+            "10m",
         )
         yield
     except AssertionError:
@@ -120,7 +137,8 @@ def dashboard(release) -> Iterator[str]:
         port = sock.getsockname()[1]
     forward = subprocess.Popen(
         ["kubectl", "--context", CONTEXT, "-n", NAMESPACE, "port-forward", "svc/demo-aggregator", f"{port}:80"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         time.sleep(3)
@@ -145,8 +163,17 @@ def test_the_consumer_becomes_ready_with_the_planned_replicas(release):
 def test_simulated_readings_reach_influxdb(release):
     def points():
         result = kubectl(
-            "exec", "statefulset/e2e-smartgrid-influxdb", "--", "influx", "-database", "smart_grid_monitoring",
-            "-format", "json", "-execute", 'SELECT COUNT(*) FROM "raw_data"."energy_consumption"', check=False,
+            "exec",
+            "statefulset/e2e-smartgrid-influxdb",
+            "--",
+            "influx",
+            "-database",
+            "smart_grid_monitoring",
+            "-format",
+            "json",
+            "-execute",
+            'SELECT COUNT(*) FROM "raw_data"."energy_consumption"',
+            check=False,
         )
         return result.returncode == 0 and '"values"' in result.stdout and result.stdout
 

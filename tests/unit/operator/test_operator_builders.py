@@ -16,7 +16,6 @@ from smartgrid_operator.builders import (
 )
 
 
-
 @pytest.mark.parametrize(
     ("partitions", "k", "replicas"),
     [(32, 8, 4), (48, 8, 6), (33, 8, 5), (1, 8, 1), (0, 8, 0), (7, 1, 7), (12, 5, 3)],
@@ -128,7 +127,13 @@ def test_configmap_keeps_the_original_variable_names():
 
 def test_credentials_come_from_secret_key_refs_never_from_the_configmap():
     spec = defaulted_spec(
-        kafka={"security": {"protocol": "SASL_SSL", "saslMechanism": "SCRAM-SHA-512", "credentialsSecret": {"name": "kafka-user"}}},
+        kafka={
+            "security": {
+                "protocol": "SASL_SSL",
+                "saslMechanism": "SCRAM-SHA-512",
+                "credentialsSecret": {"name": "kafka-user"},
+            }
+        },
         influxdb={"credentialsSecret": {"name": "influx", "passwordKey": "pw"}},
         redis={"credentialsSecret": {"name": "redis"}},
     )
@@ -159,22 +164,39 @@ def test_every_owned_object_carries_the_selector_labels_the_delete_handler_uses(
 def _sts(replicas, ready, generation=1, observed=1):
     return {
         "metadata": {"generation": generation},
-        "status": {"observedGeneration": observed, "replicas": replicas, "updatedReplicas": replicas, "readyReplicas": ready},
+        "status": {
+            "observedGeneration": observed,
+            "replicas": replicas,
+            "updatedReplicas": replicas,
+            "readyReplicas": ready,
+        },
     }
 
 
 def _deploy(replicas):
     return {
         "metadata": {"generation": 1},
-        "status": {"observedGeneration": 1, "replicas": replicas, "updatedReplicas": replicas, "availableReplicas": replicas},
+        "status": {
+            "observedGeneration": 1,
+            "replicas": replicas,
+            "updatedReplicas": replicas,
+            "availableReplicas": replicas,
+        },
     }
 
 
 def _status(spec, **kwargs):
     defaults = dict(
-        spec=spec, generation=3, partitions=32, kafka_reachable=True, kafka_message="ok", consumer_lag=7,
-        statefulset=_sts(4, 4), deployments={"aggregator": _deploy(1), "writer": _deploy(1)},
-        previous_conditions=None, now="2025-01-01T00:00:00Z",
+        spec=spec,
+        generation=3,
+        partitions=32,
+        kafka_reachable=True,
+        kafka_message="ok",
+        consumer_lag=7,
+        statefulset=_sts(4, 4),
+        deployments={"aggregator": _deploy(1), "writer": _deploy(1)},
+        previous_conditions=None,
+        now="2025-01-01T00:00:00Z",
     )
     defaults.update(kwargs)
     return build_status(**defaults)

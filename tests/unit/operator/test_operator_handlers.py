@@ -20,6 +20,11 @@ def test_create_update_resume_delete_and_the_resync_timer_are_registered():
     ours = [h for h in registry._changing.get_all_handlers() if h.fn.__module__ == handlers.__name__]
     assert {h.selector.group for h in ours} == {"smartgrid.io"}
     by_reason = {(h.fn.__name__, str(h.reason) if h.reason else "resume") for h in ours}
-    assert {("apply_spec", "create"), ("apply_spec", "update"), ("apply_spec", "resume"), ("delete_owned", "delete")} <= by_reason
+    assert {
+        ("apply_spec", "create"),
+        ("apply_spec", "update"),
+        ("apply_spec", "resume"),
+        ("delete_owned", "delete"),
+    } <= by_reason
     timers = [h for h in registry._spawning.get_all_handlers() if h.fn is handlers.resync]
     assert len(timers) == 1 and timers[0].interval == handlers.RESYNC_SECONDS
