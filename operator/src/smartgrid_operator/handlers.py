@@ -53,12 +53,8 @@ def _now() -> str:
 
 def reconcile(body: kopf.Body, patch: kopf.Patch, logger: logging.Logger, trigger: str) -> None:
     """Read Kafka, apply the owned objects for the current spec, and write the status."""
-    spec, meta, namespace, name = (
-        body["spec"],
-        body["metadata"],
-        body["metadata"]["namespace"],
-        body["metadata"]["name"],
-    )
+    meta = body["metadata"]
+    spec, namespace, name = body["spec"], meta["namespace"], meta["name"]
     status = body.get("status") or {}
     kafka_spec = spec["kafka"]
 
@@ -68,11 +64,8 @@ def reconcile(body: kopf.Body, patch: kopf.Patch, logger: logging.Logger, trigge
         topic = read_topic(
             kafka_spec["bootstrapServers"], kafka_spec["topic"], kafka_spec["groupId"], KAFKA_TIMEOUT_SECONDS
         )
-        reachable, message, lag = (
-            True,
-            f"topic {kafka_spec['topic']} has {topic.partitions} partitions",
-            topic.consumer_lag,
-        )
+        reachable, lag = True, topic.consumer_lag
+        message = f"topic {kafka_spec['topic']} has {topic.partitions} partitions"
         partitions = partitions or topic.partitions
     except KafkaUnavailable as error:
         reachable, message = False, str(error)
