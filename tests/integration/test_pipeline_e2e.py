@@ -404,7 +404,6 @@ def test_silence_marks_a_meter_offline_and_its_next_reading_clears_it(names, pip
 def test_influxdb_down_for_20s_the_pipeline_catches_up_exactly(names, pipeline, redis):
     records = dataset(60_000, meters=2_000, start_ms=now_ms() - 1_800_000, seed=25)
     pipeline.start_aggregator()
-    pipeline.start_writer()
     service = pipeline.start_ingest()
     service.wait_ready()
 
@@ -419,13 +418,38 @@ def test_influxdb_down_for_20s_the_pipeline_catches_up_exactly(names, pipeline, 
         except BaseException as error:  # noqa: BLE001
             errors.append(error)
 
+    def writer_status() -> int:
+        try:
+            return httpx.get(f"http://127.0.0.1:{pipeline.writer_port}/readyz", timeout=2).status_code
+        except httpx.HTTPError:
+            return 0
+
+    def writer_backlog() -> bool:
+        """Rollups the writer group has not acknowledged (undelivered or pending)."""
+        stream = rollup_stream(names.prefix)
+        group = next(g for g in redis.xinfo_groups(stream) if g["name"] == b"writer")
+        return group["pending"] > 0 or group["last-delivered-id"] != redis.xinfo_stream(stream)["last-generated-id"]
+
+    # A first writer creates the schema and its group and goes away; rollups then pile up while
+    # readings flow. A new writer starts while InfluxDB is down: it has a backlog to retry, and
+    # ingest meanwhile cannot write raw points either.
+    first = pipeline.start_writer("w0")
+    wait_until(lambda: any(g["name"] == b"writer" for g in redis.xinfo_groups(rollup_stream(names.prefix)))
+               if redis.exists(rollup_stream(names.prefix)) else False, 30, "the writer group")
+    first.terminate()
+    first.wait(30)
+    started = time.monotonic()
     thread = threading.Thread(target=producer, daemon=True)
     thread.start()
-    wait_until(lambda: bool(influx_state(names.database)["seconds"]), 60, "first aggregates in InfluxDB")
+    wait_until(lambda: redis.xlen(rollup_stream(names.prefix)) >= 5 and writer_backlog(), 60, "rollups waiting for the writer")
+    print(f"backlog after {time.monotonic() - started:.1f}s of producing")
     stack_command("stop-server", "influxdb")
     try:
         stopped = time.monotonic()
+        pipeline.start_writer("w1")
+        wait_until(lambda: writer_status() == 503, 20, "the writer to report not-ready")
         wait_until(lambda: not service.ready(), 20, "ingest to report not-ready")
+        assert writer_backlog()
         time.sleep(max(0.0, 20 - (time.monotonic() - stopped)))
     finally:
         stack_command("start-server", "influxdb")
@@ -434,4 +458,6 @@ def test_influxdb_down_for_20s_the_pipeline_catches_up_exactly(names, pipeline, 
     truth = truth_from_topic(names.topic, len(records), invalid_of(records))
     wait_until(lambda: all_committed(names), 180, "ingest to commit every record")
     pipeline.wait_exact(truth, timeout=180)
+    wait_until(lambda: writer_status() == 200, 30, "the writer to be ready again")
+    wait_until(lambda: redis.xpending(rollup_stream(names.prefix), "writer")["pending"] == 0, 30, "every rollup acknowledged")
     assert service.ready()
