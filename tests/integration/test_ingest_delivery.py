@@ -217,3 +217,31 @@ def test_sigterm_finishes_in_flight_batches_commits_and_exits_0(names, ingest):
     restarted = ingest()
     wait_until(lambda: influx_count(names.database) == len(records), 180, "the rest after a restart")
     assert restarted.terminate() == 0
+
+
+def test_group_subscription_mode_consumes_every_partition_once_and_commits(names, ingest):
+    records = dataset(30_000, meters=3_000)
+    produce([(r.key, r.value) for r in records], BROKERS, names.topic)
+    service = ingest(SMARTGRID_ASSIGNMENT="group", PROCESSOR_WORKER_COUNT="2")
+    service.wait_committed(len(records), timeout=180)
+    assert influx_count(names.database) == len(records)
+    assert committed_offsets(names.group, names.topic, 32) == end_offsets(names.topic, 32)
+    assert service.terminate() == 0
+
+
+def test_aggregations_off_publishes_no_summaries(names, ingest):
+    import redis
+
+    from ingest_harness import REDIS
+
+    records = dataset(5_000, meters=500)
+    produce([(r.key, r.value) for r in records], BROKERS, names.topic)
+    service = ingest(PROCESSOR_ENABLE_AGGREGATIONS="false")
+    service.wait_committed(len(records))
+    assert influx_count(names.database) == len(records)
+    client = redis.Redis.from_url(REDIS)
+    assert client.exists(f"{names.prefix}:summaries") == 0
+    assert service.totals()["summaries"] == 0
+    on = ingest(PROCESSOR_ENABLE_AGGREGATIONS="true", KAFKA_GROUP_ID=names.group + "-on")
+    on.wait_committed(len(records))
+    assert client.xlen(f"{names.prefix}:summaries") == on.totals()["summaries"] > 0
