@@ -142,7 +142,7 @@ impl Processor {
                     summaries.push((partition, PyBytes::new_bound(py, &json).unbind()));
                 }
             } else {
-                state.skip_batch(last);
+                state.skip_batch();
             }
         }
         Ok(BatchResult { body: PyBytes::new_bound(py, &body).unbind(), valid, rejected, ranges, summaries })

@@ -1,8 +1,13 @@
 //! Per-partition summaries and meter state (the `Summary` contract of `smartgrid_common.contracts`).
+//!
+//! Strings that repeat (meter ids, regions, statuses) are interned once per partition, so folding a
+//! reading allocates nothing in the steady state: buckets are keyed by `(second, region id)` and
+//! distinct meters are collected as meter indices.
 
 use crate::record::Reading;
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 struct SecondAcc {
     sum: f64,
@@ -15,40 +20,53 @@ struct RegionAcc {
     sum: f64,
     count: u64,
     max: f64,
-    meters: HashSet<String>,
+    /// Meter indices with a reading in the bucket (deduplicated when the summary is written).
+    meters: Vec<u32>,
     lat_sum: f64,
     lon_sum: f64,
     geo_count: u64,
 }
 
+/// Small strings seen again and again (regions, statuses), stored once and named by index.
+#[derive(Default)]
+struct Labels {
+    ids: FxHashMap<String, u32>,
+    names: Vec<String>,
+}
+
+impl Labels {
+    fn id(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.ids.get(name) {
+            return id;
+        }
+        let id = self.names.len() as u32;
+        self.names.push(name.to_owned());
+        self.ids.insert(name.to_owned(), id);
+        id
+    }
+
+    fn name(&self, id: u32) -> &str {
+        &self.names[id as usize]
+    }
+}
+
 /// What the partition knows of a meter: the status it last reported, when, and whether it has
 /// since gone silent for longer than the offline threshold (in event time).
-#[derive(Serialize, Deserialize, Clone)]
 struct Meter {
-    region: String,
-    status: String,
+    region: u32,
+    status: u32,
     last_ms: i64,
     silent: bool,
 }
 
-impl Meter {
-    fn effective(&self) -> &str {
-        if self.silent {
-            "offline"
-        } else {
-            &self.status
-        }
-    }
-}
-
+/// Meter state as stored in a checkpoint: names, not indices (indices are per process).
 #[derive(Serialize, Deserialize)]
 struct Snapshot {
     watermark_ms: Option<i64>,
-    meters: HashMap<String, Meter>,
+    meters: HashMap<String, (String, String, i64, bool)>,
 }
 
 /// State of one partition: meters, event-time watermark, and the accumulators of the open batch.
-#[derive(Default)]
 pub struct PartitionState {
     /// Last offset already published in a summary before a restart (records up to it only
     /// rebuild meter state).
@@ -58,11 +76,37 @@ pub struct PartitionState {
     batch_first: Option<i64>,
     watermark_ms: Option<i64>,
     scanned_at_ms: Option<i64>,
-    meters: HashMap<String, Meter>,
-    seconds: HashMap<i64, SecondAcc>,
-    regions: HashMap<String, HashMap<i64, RegionAcc>>,
+    labels: Labels,
+    offline: u32,
+    meter_index: FxHashMap<String, u32>,
+    meter_names: Vec<String>,
+    meters: Vec<Meter>,
+    seconds: FxHashMap<i64, SecondAcc>,
+    regions: FxHashMap<(i64, u32), RegionAcc>,
     /// Meters touched by the open batch, with their effective status before it (None: new).
-    touched: HashMap<String, Option<String>>,
+    touched: FxHashMap<u32, Option<u32>>,
+}
+
+impl Default for PartitionState {
+    fn default() -> Self {
+        let mut labels = Labels::default();
+        let offline = labels.id("offline");
+        PartitionState {
+            published_upto: None,
+            next_first: None,
+            batch_first: None,
+            watermark_ms: None,
+            scanned_at_ms: None,
+            labels,
+            offline,
+            meter_index: FxHashMap::default(),
+            meter_names: Vec::new(),
+            meters: Vec::new(),
+            seconds: FxHashMap::default(),
+            regions: FxHashMap::default(),
+            touched: FxHashMap::default(),
+        }
+    }
 }
 
 fn floor_second(ms: i64) -> i64 {
@@ -73,17 +117,43 @@ impl PartitionState {
     /// Restore meter state from a snapshot taken by [`PartitionState::snapshot`].
     pub fn restore(bytes: &[u8]) -> Result<Self, serde_json::Error> {
         let snapshot: Snapshot = serde_json::from_slice(bytes)?;
-        Ok(PartitionState { watermark_ms: snapshot.watermark_ms, meters: snapshot.meters, ..Default::default() })
+        let mut state = PartitionState { watermark_ms: snapshot.watermark_ms, ..Default::default() };
+        for (meter_id, (region, status, last_ms, silent)) in snapshot.meters {
+            let region = state.labels.id(&region);
+            let status = state.labels.id(&status);
+            state.add_meter(&meter_id, Meter { region, status, last_ms, silent });
+        }
+        Ok(state)
     }
 
     /// Meter state and watermark as JSON bytes.
     pub fn snapshot(&self) -> Vec<u8> {
-        #[derive(Serialize)]
-        struct SnapshotRef<'a> {
-            watermark_ms: Option<i64>,
-            meters: &'a HashMap<String, Meter>,
+        let meters = self
+            .meters
+            .iter()
+            .enumerate()
+            .map(|(index, m)| {
+                let value = (self.labels.name(m.region).to_owned(), self.labels.name(m.status).to_owned(), m.last_ms, m.silent);
+                (self.meter_names[index].clone(), value)
+            })
+            .collect();
+        serde_json::to_vec(&Snapshot { watermark_ms: self.watermark_ms, meters }).expect("serializable")
+    }
+
+    fn add_meter(&mut self, meter_id: &str, meter: Meter) -> u32 {
+        let index = self.meters.len() as u32;
+        self.meters.push(meter);
+        self.meter_names.push(meter_id.to_owned());
+        self.meter_index.insert(meter_id.to_owned(), index);
+        index
+    }
+
+    fn effective(&self, meter: &Meter) -> u32 {
+        if meter.silent {
+            self.offline
+        } else {
+            meter.status
         }
-        serde_json::to_vec(&SnapshotRef { watermark_ms: self.watermark_ms, meters: &self.meters }).expect("serializable")
     }
 
     pub fn begin_batch_if_needed(&mut self, offset: i64) {
@@ -104,33 +174,33 @@ impl PartitionState {
         let suppressed = self.suppressed(offset);
         let time_ms = reading.time_ms;
         self.watermark_ms = Some(self.watermark_ms.map_or(time_ms, |w| w.max(time_ms)));
-        match self.meters.get_mut(reading.meter_id.as_ref()) {
+        let region = self.labels.id(&reading.region);
+        let status = self.labels.id(&reading.status);
+        let index = match self.meter_index.get(reading.meter_id.as_ref()) {
             None => {
-                self.meters.insert(
-                    reading.meter_id.to_string(),
-                    Meter { region: reading.region.to_string(), status: reading.status.to_string(), last_ms: time_ms, silent: false },
-                );
+                let index = self.add_meter(&reading.meter_id, Meter { region, status, last_ms: time_ms, silent: false });
                 if !suppressed {
-                    self.touched.entry(reading.meter_id.to_string()).or_insert(None);
+                    self.touched.entry(index).or_insert(None);
                 }
+                index
             }
-            Some(meter) => {
+            Some(&index) => {
+                let meter = &self.meters[index as usize];
                 // The newest reading (in event time) decides the status; a late one only counts.
                 if time_ms >= meter.last_ms {
-                    if !suppressed && !self.touched.contains_key(reading.meter_id.as_ref()) {
-                        self.touched.insert(reading.meter_id.to_string(), Some(meter.effective().to_string()));
+                    let before = self.effective(meter);
+                    if !suppressed {
+                        self.touched.entry(index).or_insert(Some(before));
                     }
-                    if meter.status != reading.status {
-                        meter.status = reading.status.to_string();
-                    }
-                    if meter.region != reading.region {
-                        meter.region = reading.region.to_string();
-                    }
+                    let meter = &mut self.meters[index as usize];
+                    meter.status = status;
+                    meter.region = region;
                     meter.last_ms = time_ms;
                     meter.silent = false;
                 }
+                index
             }
-        }
+        };
         if suppressed {
             return;
         }
@@ -141,29 +211,23 @@ impl PartitionState {
         acc.count += 1;
         acc.min = acc.min.min(value);
         acc.max = acc.max.max(value);
-        let by_second = match self.regions.get_mut(reading.region.as_ref()) {
-            Some(map) => map,
-            None => self.regions.entry(reading.region.to_string()).or_default(),
-        };
-        let region = by_second.entry(second).or_insert_with(|| RegionAcc {
+        let bucket = self.regions.entry((second, region)).or_insert_with(|| RegionAcc {
             sum: 0.0,
             count: 0,
             max: f64::NEG_INFINITY,
-            meters: HashSet::new(),
+            meters: Vec::new(),
             lat_sum: 0.0,
             lon_sum: 0.0,
             geo_count: 0,
         });
-        region.sum += value;
-        region.count += 1;
-        region.max = region.max.max(value);
-        if !region.meters.contains(reading.meter_id.as_ref()) {
-            region.meters.insert(reading.meter_id.to_string());
-        }
+        bucket.sum += value;
+        bucket.count += 1;
+        bucket.max = bucket.max.max(value);
+        bucket.meters.push(index);
         if let (Some(lat), Some(lon)) = (reading.latitude, reading.longitude) {
-            region.lat_sum += lat;
-            region.lon_sum += lon;
-            region.geo_count += 1;
+            bucket.lat_sum += lat;
+            bucket.lon_sum += lon;
+            bucket.geo_count += 1;
         }
     }
 
@@ -176,10 +240,10 @@ impl PartitionState {
         }
         self.scanned_at_ms = Some(watermark);
         let threshold = watermark - offline_after_ms;
-        for (meter_id, meter) in self.meters.iter_mut() {
+        for (index, meter) in self.meters.iter_mut().enumerate() {
             if !meter.silent && meter.last_ms < threshold {
-                if record_changes && !self.touched.contains_key(meter_id) {
-                    self.touched.insert(meter_id.clone(), Some(meter.effective().to_string()));
+                if record_changes {
+                    self.touched.entry(index as u32).or_insert(Some(meter.status));
                 }
                 meter.silent = true;
             }
@@ -194,7 +258,7 @@ impl PartitionState {
     }
 
     /// Close the batch without summaries (aggregations off).
-    pub fn skip_batch(&mut self, _last_offset: i64) {
+    pub fn skip_batch(&mut self) {
         self.reset_batch();
     }
 
@@ -213,72 +277,83 @@ impl PartitionState {
         Some(json)
     }
 
-    fn summary_json(&self, topic: &str, partition: i32, first_offset: i64, last_offset: i64) -> Vec<u8> {
-        let mut out = Vec::with_capacity(256 + self.seconds.len() * 64 + self.touched.len() * 80);
+    fn summary_json(&mut self, topic: &str, partition: i32, first_offset: i64, last_offset: i64) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256 + self.seconds.len() * 64 + self.regions.len() * 128 + self.touched.len() * 80);
         out.extend_from_slice(b"{\"topic\":");
         push_str(&mut out, topic);
-        out.extend_from_slice(format!(
-            ",\"partition\":{partition},\"first_offset\":{first_offset},\"last_offset\":{last_offset},\"watermark_ms\":{}",
-            self.watermark_ms.unwrap_or(0)
-        ).as_bytes());
+        out.extend_from_slice(b",\"partition\":");
+        push_int(&mut out, partition as i64);
+        out.extend_from_slice(b",\"first_offset\":");
+        push_int(&mut out, first_offset);
+        out.extend_from_slice(b",\"last_offset\":");
+        push_int(&mut out, last_offset);
+        out.extend_from_slice(b",\"watermark_ms\":");
+        push_int(&mut out, self.watermark_ms.unwrap_or(0));
         out.extend_from_slice(b",\"seconds\":[");
         let mut seconds: Vec<_> = self.seconds.iter().collect();
-        seconds.sort_by_key(|(second, _)| **second);
-        for (i, (second, acc)) in seconds.iter().enumerate() {
+        seconds.sort_unstable_by_key(|(second, _)| **second);
+        for (i, (second, acc)) in seconds.into_iter().enumerate() {
             if i > 0 {
                 out.push(b',');
             }
-            out.extend_from_slice(format!("[{second},").as_bytes());
+            out.push(b'[');
+            push_int(&mut out, *second);
+            out.push(b',');
             push_f64(&mut out, acc.sum);
-            out.extend_from_slice(format!(",{},", acc.count).as_bytes());
+            out.push(b',');
+            push_int(&mut out, acc.count as i64);
+            out.push(b',');
             push_f64(&mut out, acc.min);
             out.push(b',');
             push_f64(&mut out, acc.max);
             out.push(b']');
         }
         out.extend_from_slice(b"],\"regions\":[");
-        let mut first = true;
-        let mut regions: Vec<_> = self.regions.iter().collect();
-        regions.sort_by(|a, b| a.0.cmp(b.0));
-        for (name, by_second) in regions {
-            let mut rows: Vec<_> = by_second.iter().collect();
-            rows.sort_by_key(|(second, _)| **second);
-            for (second, acc) in rows {
-                if !first {
+        let labels = &self.labels;
+        let names = &self.meter_names;
+        let mut regions: Vec<_> = self.regions.iter_mut().collect();
+        regions.sort_unstable_by(|a, b| (labels.name(a.0 .1), a.0 .0).cmp(&(labels.name(b.0 .1), b.0 .0)));
+        for (i, ((second, region), acc)) in regions.into_iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.push(b'[');
+            push_int(&mut out, *second);
+            out.push(b',');
+            push_str(&mut out, labels.name(*region));
+            out.push(b',');
+            push_f64(&mut out, acc.sum);
+            out.push(b',');
+            push_int(&mut out, acc.count as i64);
+            out.push(b',');
+            push_f64(&mut out, acc.max);
+            out.extend_from_slice(b",[");
+            acc.meters.sort_unstable();
+            acc.meters.dedup();
+            for (j, meter) in acc.meters.iter().enumerate() {
+                if j > 0 {
                     out.push(b',');
                 }
-                first = false;
-                out.extend_from_slice(format!("[{second},").as_bytes());
-                push_str(&mut out, name);
-                out.push(b',');
-                push_f64(&mut out, acc.sum);
-                out.extend_from_slice(format!(",{},", acc.count).as_bytes());
-                push_f64(&mut out, acc.max);
-                out.extend_from_slice(b",[");
-                let mut meters: Vec<&String> = acc.meters.iter().collect();
-                meters.sort();
-                for (j, meter) in meters.iter().enumerate() {
-                    if j > 0 {
-                        out.push(b',');
-                    }
-                    push_str(&mut out, meter);
-                }
-                out.extend_from_slice(b"],");
-                push_f64(&mut out, acc.lat_sum);
-                out.push(b',');
-                push_f64(&mut out, acc.lon_sum);
-                out.extend_from_slice(format!(",{}]", acc.geo_count).as_bytes());
+                push_str(&mut out, &names[*meter as usize]);
             }
+            out.extend_from_slice(b"],");
+            push_f64(&mut out, acc.lat_sum);
+            out.push(b',');
+            push_f64(&mut out, acc.lon_sum);
+            out.push(b',');
+            push_int(&mut out, acc.geo_count as i64);
+            out.push(b']');
         }
         out.extend_from_slice(b"],\"meters\":[");
         let mut touched: Vec<_> = self.touched.iter().collect();
-        touched.sort_by(|a, b| a.0.cmp(b.0));
+        touched.sort_unstable_by(|a, b| names[*a.0 as usize].cmp(&names[*b.0 as usize]));
         let mut first = true;
-        for (meter_id, before) in touched {
-            let meter = &self.meters[meter_id];
-            let now = meter.effective();
+        for (index, before) in touched {
+            let meter = &self.meters[*index as usize];
+            let now = if meter.silent { self.offline } else { meter.status };
             // Report changes, and every fresh reading of a meter that is not ok (its last reading).
-            if before.as_deref() == Some(now) && now == "ok" {
+            let now_name = labels.name(now);
+            if *before == Some(now) && now_name == "ok" {
                 continue;
             }
             if !first {
@@ -286,18 +361,22 @@ impl PartitionState {
             }
             first = false;
             out.push(b'[');
-            push_str(&mut out, meter_id);
+            push_str(&mut out, &names[*index as usize]);
             out.push(b',');
-            push_str(&mut out, &meter.region);
+            push_str(&mut out, labels.name(meter.region));
             out.push(b',');
             match before {
-                Some(previous) => push_str(&mut out, previous),
+                Some(previous) => push_str(&mut out, labels.name(*previous)),
                 None => out.extend_from_slice(b"null"),
             }
             out.push(b',');
-            push_str(&mut out, now);
+            push_str(&mut out, now_name);
+            out.push(b',');
             let at_ms = if meter.silent { self.watermark_ms.unwrap_or(meter.last_ms) } else { meter.last_ms };
-            out.extend_from_slice(format!(",{at_ms},{}]", meter.last_ms).as_bytes());
+            push_int(&mut out, at_ms);
+            out.push(b',');
+            push_int(&mut out, meter.last_ms);
+            out.push(b']');
         }
         out.extend_from_slice(b"]}");
         out
@@ -306,6 +385,11 @@ impl PartitionState {
 
 fn push_str(out: &mut Vec<u8>, value: &str) {
     serde_json::to_writer(&mut *out, value).expect("writing to a Vec cannot fail");
+}
+
+fn push_int(out: &mut Vec<u8>, value: i64) {
+    let mut buffer = itoa::Buffer::new();
+    out.extend_from_slice(buffer.format(value).as_bytes());
 }
 
 fn push_f64(out: &mut Vec<u8>, value: f64) {
