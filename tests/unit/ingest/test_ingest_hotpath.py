@@ -231,3 +231,28 @@ def test_batch_separates_valid_and_rejected_and_reports_ranges():
 def test_processor_refuses_a_bad_unit():
     with pytest.raises(ValueError, match="use s, ms, us or ns"):
         Processor("t", "minutes")
+
+
+def test_rfc3339_times_agree_with_an_independent_parser_across_many_shapes():
+    import random
+    from datetime import datetime, timedelta, timezone
+
+    epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
+    rng = random.Random(3)
+    for _ in range(2000):
+        true_ms = rng.randrange(-10**12, 9 * 10**12)  # 1938 .. 2255
+        offset = timedelta(minutes=rng.choice([0, 60, -90, 330, -720, 840]))
+        local = (epoch + timedelta(milliseconds=true_ms)).astimezone(timezone(offset))
+        digits = rng.choice([0, 1, 2, 3, 6, 9])
+        fraction = f"{true_ms % 1000:03d}" + "".join(str(rng.randrange(10)) for _ in range(6))
+        text = local.strftime("%Y-%m-%dT%H:%M:%S") + ("." + fraction[:digits] if digits else "")
+        zone = local.strftime("%z")
+        text += "Z" if not offset and rng.random() < 0.5 else f"{zone[:3]}:{zone[3:]}"
+        kept_ms = int(fraction[: min(digits, 3)].ljust(3, "0"))
+        expected_ms = true_ms - true_ms % 1000 + kept_ms
+        assert parse_line(line_of(record(timestamp=text)))[3] == expected_ms, text
+
+
+@pytest.mark.parametrize("text", ["2023-02-29T00:00:00Z", "2026-04-31T00:00:00Z", "2026-11-27T24:00:00Z", "2026-11-27T10:00:00", "2026-11-27T10:00:00.Z", "2026-11-27T10:00:00+25:00"])
+def test_impossible_rfc3339_times_are_rejected(text):
+    assert "not RFC 3339" in reason_of(record(timestamp=text))

@@ -107,32 +107,41 @@ impl Processor {
         let mut valid = 0usize;
         let unit = self.unit;
         let aggregations = self.aggregations;
-        for i in 0..n {
+        let mut i = 0;
+        while i < n {
+            // Kafka hands out records in runs of one partition: look its state up once per run.
             let partition = partitions[i];
-            let offset = offsets[i];
+            let mut end = i + 1;
+            while end < n && partitions[end] == partition {
+                end += 1;
+            }
+            let (run_first, run_last) = (offsets[i..end].iter().min().copied().unwrap_or(0), offsets[i..end].iter().max().copied().unwrap_or(0));
             match ranges.iter_mut().find(|r| r.0 == partition) {
                 Some(r) => {
-                    r.1 = r.1.min(offset);
-                    r.2 = r.2.max(offset);
+                    r.1 = r.1.min(run_first);
+                    r.2 = r.2.max(run_last);
                 }
-                None => ranges.push((partition, offset, offset)),
+                None => ranges.push((partition, run_first, run_last)),
             }
             let state = self.partitions.entry(partition).or_default();
-            state.begin_batch_if_needed(offset);
-            let reading = match raw[i] {
-                None => Err("empty record (no value)".to_string()),
-                Some(bytes) => parse_record(bytes, unit),
-            };
-            match reading {
-                Ok(reading) => {
-                    lineproto::write_line(&mut body, &reading);
-                    valid += 1;
-                    if aggregations {
-                        state.fold(&reading, offset);
+            state.begin_batch_if_needed(run_first);
+            for j in i..end {
+                let reading = match raw[j] {
+                    None => Err("empty record (no value)".to_string()),
+                    Some(bytes) => parse_record(bytes, unit),
+                };
+                match reading {
+                    Ok(reading) => {
+                        lineproto::write_line(&mut body, &reading);
+                        valid += 1;
+                        if aggregations {
+                            state.fold(&reading, offsets[j]);
+                        }
                     }
+                    Err(reason) => rejected.push((j, reason)),
                 }
-                Err(reason) => rejected.push((i, reason)),
             }
+            i = end;
         }
         let mut summaries = Vec::new();
         for &(partition, _first, last) in &ranges {

@@ -183,9 +183,12 @@ fn timestamp_ms(value: Option<Scalar<'_>>, unit: TimestampUnit) -> Result<i64, S
     let ms = match value {
         None | Some(Scalar::Null) => return Err("timestamp is missing".into()),
         Some(Scalar::Num(v)) => unit.to_ms(v),
-        Some(Scalar::Str(text)) => match DateTime::parse_from_rfc3339(&text) {
-            Ok(time) => time.timestamp_millis() as f64,
-            Err(error) => return Err(format!("timestamp {text:?} is not RFC 3339 ({error})")),
+        Some(Scalar::Str(text)) => match fast_rfc3339_ms(text.as_bytes()) {
+            Some(ms) => ms as f64,
+            None => match DateTime::parse_from_rfc3339(&text) {
+                Ok(time) => time.timestamp_millis() as f64,
+                Err(error) => return Err(format!("timestamp {text:?} is not RFC 3339 ({error})")),
+            },
         },
         Some(other) => return Err(format!("timestamp must be an RFC 3339 string or an epoch number, got {}", other.kind())),
     };
@@ -193,6 +196,81 @@ fn timestamp_ms(value: Option<Scalar<'_>>, unit: TimestampUnit) -> Result<i64, S
         return Err("timestamp is outside the range InfluxDB stores (1677..2262)".into());
     }
     Ok(ms.floor() as i64)
+}
+
+fn digits(bytes: &[u8]) -> Option<i64> {
+    let mut value = 0i64;
+    for &b in bytes {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        value = value * 10 + (b - b'0') as i64;
+    }
+    Some(value)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let day_of_year = (153 * (month + if month > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+/// The common shape `YYYY-MM-DDTHH:MM:SS[.fff…](Z|±HH:MM)` without a general parser; anything
+/// else (or anything out of range) returns None and goes through chrono, which has the final word.
+fn fast_rfc3339_ms(b: &[u8]) -> Option<i64> {
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (year, month, day) = (digits(&b[0..4])?, digits(&b[5..7])?, digits(&b[8..10])?);
+    let (hour, minute, second) = (digits(&b[11..13])?, digits(&b[14..16])?, digits(&b[17..19])?);
+    let days_in_month = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        2 => 28,
+        _ => return None,
+    };
+    if day < 1 || day > days_in_month || hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let mut index = 19;
+    let mut millis = 0i64;
+    if b[index] == b'.' {
+        index += 1;
+        let start = index;
+        while index < b.len() && b[index].is_ascii_digit() {
+            if index - start < 3 {
+                millis = millis * 10 + (b[index] - b'0') as i64;
+            }
+            index += 1;
+        }
+        let fraction_digits = index - start;
+        if fraction_digits == 0 {
+            return None;
+        }
+        for _ in fraction_digits..3 {
+            millis *= 10;
+        }
+    }
+    let offset_minutes = match &b[index..] {
+        [b'Z'] => 0,
+        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
+            let hours = digits(&[*h1, *h2])?;
+            let minutes = digits(&[*m1, *m2])?;
+            if hours > 23 || minutes > 59 {
+                return None;
+            }
+            let total = hours * 60 + minutes;
+            if *sign == b'-' { -total } else { total }
+        }
+        _ => return None,
+    };
+    let seconds = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset_minutes * 60;
+    Some(seconds * 1000 + millis)
 }
 
 /// Validate one Kafka value against the input contract.
