@@ -1,15 +1,18 @@
 """One worker's pipeline: Kafka -> hot path -> InfluxDB (+ summaries to Redis) -> offset commit.
 
-Three threads, each doing one kind of I/O:
+Threads, each doing one kind of I/O:
 
 * the consume thread (the caller of :meth:`Worker.run`) takes batches from Kafka, runs the hot
   path on each (one native call), sends invalid records to the dead-letter topic, groups batches
   into write units of ``INFLUXDB_BATCH_SIZE`` points and commits offsets of finished units;
 * a pool of ``SMARTGRID_INFLUXDB_CONCURRENCY`` threads writes unit bodies to InfluxDB, so network
   time overlaps with decoding the next batches;
-* the finishing thread takes units IN ORDER once their write is acknowledged, publishes their
-  summaries (and a meter-state checkpoint when one is due) to Redis in one transaction, confirms
-  their dead-letter deliveries, and hands them back for commit.
+* one publishing thread sends each unit's summaries (and a meter-state checkpoint when one is
+  due) to Redis in one transaction, in consumption order, as soon as the unit is formed: the live
+  dashboard does not wait for InfluxDB;
+* the finishing thread takes units IN ORDER once their write is acknowledged AND their summaries
+  are published, dead-letters the points InfluxDB refused, confirms the dead-letter deliveries, and
+  hands the units back for commit.
 
 A unit's offsets are committed only after InfluxDB acknowledged its points, its summaries are in
 Redis and its dead letters are delivered. When anything downstream is slow or down, records in
@@ -55,6 +58,7 @@ class Unit:
     per_partition: collections.Counter = field(default_factory=collections.Counter)
     snapshots: dict[int, bytes] = field(default_factory=dict)
     write: Future | None = None
+    published: Future | None = None
 
 
 class DeadLetters:
@@ -156,6 +160,8 @@ class Worker:
             health_check_interval=30,
         )
         self.writes = ThreadPoolExecutor(settings.influxdb_concurrency, thread_name_prefix="influx-write")
+        # One thread: summaries are published in the order their batches were consumed.
+        self.publisher = ThreadPoolExecutor(1, thread_name_prefix="summary-publish")
         self.pending: collections.deque[Unit] = collections.deque()
         self.finishing: queue.Queue[Unit | None] = queue.Queue()
         self.finished: queue.Queue[Unit] = queue.Queue()
@@ -250,6 +256,7 @@ class Worker:
             self.consumer.close()
             self.producer.flush(5)
             self.writes.shutdown(wait=True)
+            self.publisher.shutdown(wait=True)
             self.influx.close()
             log.info("worker stopped", extra={"committed": self.stats.counters["committed"]})
 
@@ -312,6 +319,7 @@ class Worker:
         body = b"".join(unit.bodies)
         unit.bodies = []
         unit.write = self.writes.submit(self._write, body)
+        unit.published = self.publisher.submit(self._publish, unit)
         self.pending.append(unit)
         self.finishing.put(unit)
         self.open_unit = Unit()
@@ -339,12 +347,11 @@ class Worker:
             if unit is None:
                 return
             rejected = unit.write.result()
-            if rejected is None:  # hard stop: leave uncommitted, a restart replays it
-                return
-            unit.write = None
+            if rejected is None or unit.published.exception() is not None:
+                return  # hard stop: leave the unit uncommitted, a restart replays it
+            unit.write = unit.published = None
             if rejected:
                 self._dead_letter_rejected(unit, rejected)
-            self._publish(unit)
             if unit.dead_letters and not self.dead_letters.confirm(self._hard_stop):
                 return
             self.stats.count("written", unit.points - len(rejected))
