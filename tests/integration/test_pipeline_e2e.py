@@ -299,7 +299,7 @@ def test_kill_9_of_every_service_and_duplicate_summaries_are_still_exact(names, 
     pipeline.start_aggregator(SMARTGRID_AGGREGATOR_BATCH="5", SMARTGRID_AGGREGATOR_FOLD_GROUP="2")
     # The first writer holds every batch 3 s between InfluxDB's ack and its XACK.
     pipeline.start_writer("w1", SMARTGRID_WRITER_ACK_DELAY="3s")
-    pipeline.start_ingest(KAFKA_BATCH_SIZE="2000", INFLUXDB_BATCH_SIZE="2000")
+    second = pipeline.start_ingest(KAFKA_BATCH_SIZE="2000", INFLUXDB_BATCH_SIZE="2000")
     wait_until(lambda: pipeline.aggregator_stats(redis).get("applied", 0) >= 20, 60, "the aggregator to fold something")
     assert not summaries_drained(redis, names.prefix), "the aggregator kill came too late to be mid-fold"
     pipeline.aggregator.send_signal(signal.SIGKILL)
@@ -313,8 +313,9 @@ def test_kill_9_of_every_service_and_duplicate_summaries_are_still_exact(names, 
     pipeline.writer.send_signal(signal.SIGKILL)
     pipeline.writer.wait()
     pipeline.start_writer("w2")  # a new consumer name: w1's entries come back only through XAUTOCLAIM
+    wait_until(lambda: second.totals().get("consumed", 0) > 0 and all(v == 0 for v in second.get("/stats").json()["workers"]["0"]["in_flight"].values())
+               and matches_truth(names.database, truth), 180, "ingest to have processed everything")
 
-    wait_until(lambda: all_committed(names), 180, "ingest to commit every record")
     dup_after = inject_duplicates(redis, names.prefix, every=3)
     pipeline.wait_exact(truth, timeout=180)
     wait_until(lambda: summaries_drained(redis, names.prefix), 30, "every summary acknowledged")
@@ -323,6 +324,16 @@ def test_kill_9_of_every_service_and_duplicate_summaries_are_still_exact(names, 
     assert stats["duplicates"] >= dup_before + dup_after
     assert stats.get("overlaps", 0) == 0, stats
     wait_until(lambda: redis.xpending(rollup_stream(names.prefix), "writer")["pending"] == 0, 30, "every rollup acknowledged")
+    # Last: every record's offset committed in Kafka (the group's lag is what operators see).
+    try:
+        wait_until(lambda: all_committed(names), 30, "ingest to commit every record")
+    except AssertionError:
+        ends, committed = end_offsets(names.topic, 32), committed_offsets(names.group, names.topic, 32)
+        behind = {p: (committed.get(p), end) for p, end in ends.items() if committed.get(p, -1) < end}
+        print(f"partitions behind (committed, end): {behind}; ingest /stats: {second.get('/stats').json() if second.get('/stats') else None}")
+        published = {k.decode(): v.decode() for k, v in redis.hgetall(f"{names.prefix}:agg:wm").items()}
+        print(f"aggregator watermarks: {published}")
+        raise
 
 
 # ---- 3. late readings -------------------------------------------------------------------------
