@@ -176,6 +176,7 @@ class Worker:
         self.last_progress = time.monotonic()
         self.committed_offsets: dict[int, int] = {}
         self.last_health = 0.0
+        self.last_report = (time.monotonic(), dict(stats.counters))
 
     # ---- start-up -------------------------------------------------------------------------
 
@@ -451,6 +452,7 @@ class Worker:
         self.last_health = now
         if self.write_failures == 0 and self.redis_failures == 0 and not self.stats.ready:
             self.stats.ready, self.stats.reason = True, "consuming"
+        self._log_statistics(now)
         for tp in self.assigned:
             try:
                 low, high = self.consumer.get_watermark_offsets(tp, cached=True)
@@ -458,6 +460,25 @@ class Worker:
                 continue
             if high >= 0:
                 self.stats.lag[tp.partition] = max(0, high - self.committed_offsets.get(tp.partition, low))
+
+    def _log_statistics(self, now: float, every: float = 30.0) -> None:
+        """One INFO line per interval: rates since the last line, what is in flight, lag."""
+        then, before = self.last_report
+        if now - then < every:
+            return
+        counters = self.stats.counters
+        rates = {name: round((counters[name] - before[name]) / (now - then), 1) for name in ("consumed", "written", "committed", "dead_lettered")}
+        log.info(
+            "batch statistics",
+            extra={
+                "per_second": rates,
+                "in_flight": self.in_flight,
+                "paused": self.paused,
+                "lag": sum(self.stats.lag.values()),
+                "influx_retries": counters["influx_retries"] - before["influx_retries"],
+            },
+        )
+        self.last_report = (now, dict(counters))
 
     def _drain(self) -> None:
         """Submit what is open, wait for every unit to finish, commit synchronously."""
