@@ -183,9 +183,10 @@ class Worker:
     def _resume_positions(self, partitions: list[int]) -> list[TopicPartition]:
         """Where each partition resumes, and the processor state it resumes with.
 
-        Normally the committed offset. When a meter-state checkpoint is older than the commit,
-        consumption restarts just after the checkpoint instead: the raw writes it repeats are
-        idempotent, and the records up to the last published summary only rebuild meter state.
+        Normally the committed offset; never later than it (only a commit says InfluxDB has the
+        points). When a meter-state checkpoint is older than the commit, consumption restarts just
+        after the checkpoint instead: the raw writes it repeats are idempotent, and the records up to
+        the last published summary only rebuild meter state.
         """
         committed = {
             tp.partition: tp.offset
@@ -208,9 +209,11 @@ class Worker:
             self.processor.resume(partition, published, snapshot)
             offset = committed.get(partition, OFFSET_INVALID)
             if offset < 0:
+                # Nothing committed: start from the beginning even with a checkpoint, because a
+                # checkpoint only says what was summarised, not what InfluxDB acknowledged.
                 offset = OFFSET_BEGINNING
-            if checkpoint_offset is not None and (offset == OFFSET_BEGINNING or checkpoint_offset + 1 < offset):
-                offset = checkpoint_offset + 1
+            elif checkpoint_offset is not None and checkpoint_offset + 1 < offset:
+                offset = checkpoint_offset + 1  # earlier than the commit: rebuilds meter state
             positions.append(TopicPartition(self.topic, partition, offset))
         log.info(
             "partitions resumed",
