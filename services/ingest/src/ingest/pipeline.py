@@ -173,7 +173,6 @@ class Worker:
         self.write_failures = 0
         self.redis_failures = 0
         self.last_checkpoint = time.monotonic()
-        self.last_progress = time.monotonic()
         self.committed_offsets: dict[int, int] = {}
         self.last_health = 0.0
         self.last_report = (time.monotonic(), dict(stats.counters))
@@ -426,7 +425,6 @@ class Worker:
             self.stats.in_flight = dict(self.in_flight_by_partition)
             self.stats.count("committed", unit.messages)
             self.stats.observe_latency(time.monotonic() - unit.created)
-            self.last_progress = time.monotonic()
         if offsets:
             self.committed_offsets.update(offsets)
             self.consumer.commit(
