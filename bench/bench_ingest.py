@@ -260,6 +260,7 @@ def bench_hot_path(records, repeat: int, topic: str) -> dict:
         processor = Processor(topic, timestamp_unit="ms", aggregations=aggregations, offline_after_ms=300_000)
         for chunk, partitions, offsets in batches:
             processor.process(chunk, partitions, offsets)
+            processor.take_summaries()  # summaries are built here (one per partition per batch)
         return processor
 
     # Same output? Compare the first batch's bodies line by line.

@@ -225,7 +225,7 @@ def test_batch_separates_valid_and_rejected_and_reports_ranges():
     assert result.rejected[1][1] == "empty record (no value)"
     assert result.body.count(b"\n") == 2
     assert sorted(result.ranges) == [(0, 5, 6), (1, 9, 10)]
-    assert result.summaries == []
+    assert processor.take_summaries() == []
 
 
 def test_processor_refuses_a_bad_unit():

@@ -25,8 +25,9 @@ class Feed:
     def batch(self, *values: bytes) -> Summary | None:
         offsets = list(range(self.offset, self.offset + len(values)))
         self.offset += len(values)
-        result = self.processor.process(list(values), [self.partition] * len(values), offsets)
-        summaries = [Summary.from_json(data) for partition, data in result.summaries if partition == self.partition]
+        self.processor.process(list(values), [self.partition] * len(values), offsets)
+        taken = self.processor.take_summaries()
+        summaries = [Summary.from_json(data) for partition, data in taken if partition == self.partition]
         assert len(summaries) <= 1
         return summaries[0] if summaries else None
 
@@ -133,5 +134,16 @@ def test_snapshot_restores_meter_state_for_offline_detection():
 
 
 def test_no_summaries_when_aggregations_are_off():
-    result = Processor("grid", "ms", False).process([reading("a", T0, 1.0)], [0], [0])
-    assert result.summaries == [] and result.valid == 1
+    processor = Processor("grid", "ms", False)
+    assert processor.process([reading("a", T0, 1.0)], [0], [0]).valid == 1
+    assert processor.take_summaries() == []
+
+
+def test_one_summary_per_partition_covers_every_batch_since_the_last_take():
+    processor = Processor("grid", "ms", True, 60_000)
+    processor.process([reading("a", T0, 1.0), reading("b", T0, 2.0)], [0, 1], [0, 0])
+    processor.process([reading("a", T0 + 1, 3.0)], [0], [1])
+    taken = {partition: Summary.from_json(data) for partition, data in processor.take_summaries()}
+    assert (taken[0].first_offset, taken[0].last_offset, taken[0].seconds[0].count) == (0, 1, 2)
+    assert (taken[1].first_offset, taken[1].last_offset) == (0, 0)
+    assert processor.take_summaries() == []

@@ -41,8 +41,6 @@ struct BatchResult {
     rejected: Vec<(usize, String)>,
     /// `(partition, first_offset, last_offset)` covered by this batch, one per partition.
     ranges: Vec<(i32, i64, i64)>,
-    /// `(partition, summary JSON)` for each partition with something to publish (aggregations on).
-    summaries: Vec<(i32, Py<PyBytes>)>,
 }
 
 #[pymethods]
@@ -76,6 +74,22 @@ impl Processor {
     /// Meter state of a partition as bytes, for a checkpoint taken together with a summary.
     fn snapshot<'py>(&self, py: Python<'py>, partition: i32) -> Option<Bound<'py, PyBytes>> {
         self.partitions.get(&partition).map(|s| PyBytes::new_bound(py, &s.snapshot()))
+    }
+
+    /// Close every open partition batch: `(partition, summary JSON)` for each one with something
+    /// to publish (records folded since the last call that were not already published). One
+    /// summary per partition per write unit, however many consume batches the unit took.
+    fn take_summaries<'py>(&mut self, py: Python<'py>) -> Vec<(i32, Bound<'py, PyBytes>)> {
+        let mut summaries = Vec::new();
+        let mut partitions: Vec<i32> = self.partitions.keys().copied().collect();
+        partitions.sort_unstable();
+        for partition in partitions {
+            let state = self.partitions.get_mut(&partition).expect("listed");
+            if let Some(json) = state.finish_open_batch(&self.topic, partition, self.offline_after_ms) {
+                summaries.push((partition, PyBytes::new_bound(py, &json)));
+            }
+        }
+        summaries
     }
 
     /// Decode, validate and convert one batch. `values[i]` came from `partitions[i]` at `offsets[i]`.
@@ -143,18 +157,15 @@ impl Processor {
             }
             i = end;
         }
-        let mut summaries = Vec::new();
         for &(partition, _first, last) in &ranges {
             let state = self.partitions.get_mut(&partition).expect("state exists");
             if aggregations {
-                if let Some(json) = state.finish_batch(&self.topic, partition, last, self.offline_after_ms) {
-                    summaries.push((partition, PyBytes::new_bound(py, &json).unbind()));
-                }
+                state.extend_batch(last);
             } else {
                 state.skip_batch();
             }
         }
-        Ok(BatchResult { body: PyBytes::new_bound(py, &body).unbind(), valid, rejected, ranges, summaries })
+        Ok(BatchResult { body: PyBytes::new_bound(py, &body).unbind(), valid, rejected, ranges })
     }
 }
 

@@ -74,6 +74,7 @@ pub struct PartitionState {
     /// First offset of the next summary, so that summaries chain.
     next_first: Option<i64>,
     batch_first: Option<i64>,
+    batch_last: Option<i64>,
     watermark_ms: Option<i64>,
     scanned_at_ms: Option<i64>,
     labels: Labels,
@@ -95,6 +96,7 @@ impl Default for PartitionState {
             published_upto: None,
             next_first: None,
             batch_first: None,
+            batch_last: None,
             watermark_ms: None,
             scanned_at_ms: None,
             labels,
@@ -252,6 +254,7 @@ impl PartitionState {
 
     fn reset_batch(&mut self) {
         self.batch_first = None;
+        self.batch_last = None;
         self.seconds.clear();
         self.regions.clear();
         self.touched.clear();
@@ -262,8 +265,19 @@ impl PartitionState {
         self.reset_batch();
     }
 
+    /// Record that the open batch now reaches `last_offset` (it stays open for more batches).
+    pub fn extend_batch(&mut self, last_offset: i64) {
+        self.batch_last = Some(self.batch_last.map_or(last_offset, |l| l.max(last_offset)));
+    }
+
+    /// Close the open batch, if any: its summary JSON, or None.
+    pub fn finish_open_batch(&mut self, topic: &str, partition: i32, offline_after_ms: i64) -> Option<Vec<u8>> {
+        let last_offset = self.batch_last?;
+        self.finish_batch(topic, partition, last_offset, offline_after_ms)
+    }
+
     /// Close the batch: the summary JSON, or None when every record was already published.
-    pub fn finish_batch(&mut self, topic: &str, partition: i32, last_offset: i64, offline_after_ms: i64) -> Option<Vec<u8>> {
+    fn finish_batch(&mut self, topic: &str, partition: i32, last_offset: i64, offline_after_ms: i64) -> Option<Vec<u8>> {
         let fully_suppressed = self.suppressed(last_offset);
         self.scan_offline(offline_after_ms, !fully_suppressed);
         if fully_suppressed {

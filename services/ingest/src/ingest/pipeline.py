@@ -290,7 +290,6 @@ class Worker:
             unit.batches.append((good, valid_positions))
         unit.points += result.valid
         unit.messages += len(good)
-        unit.summaries.extend(result.summaries)
         for partition, _first, last in result.ranges:
             unit.next_offsets[partition] = last + 1
         counts = collections.Counter(partitions)  # counted in C, not per message in Python
@@ -313,6 +312,9 @@ class Worker:
         old = time.monotonic() - unit.created >= self.settings.influxdb_batch_timeout
         if not (full or old or force):
             return
+        if self.settings.processor_enable_aggregations:
+            # One summary per partition per unit; the checkpoint below is the state right after it.
+            unit.summaries = self.processor.take_summaries()
         if self.settings.processor_enable_aggregations and time.monotonic() - self.last_checkpoint >= self.settings.checkpoint_interval:
             self.last_checkpoint = time.monotonic()
             for partition in unit.next_offsets:
