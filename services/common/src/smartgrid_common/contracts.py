@@ -1,6 +1,7 @@
 """The messages that cross service boundaries, defined once.
 
-Ingest publishes one :class:`Summary` per consumed Kafka batch and partition to the Redis Stream
+Ingest publishes one :class:`Summary` per write unit (consumed batches written together) and
+partition to the Redis Stream
 ``<prefix>:summaries`` (field ``data`` = JSON bytes of :meth:`Summary.to_json`). The aggregator folds
 summaries exactly once, atomically with advancing the partition's applied-offset watermark ``W``:
 
