@@ -215,6 +215,7 @@ def test_sigterm_finishes_in_flight_batches_commits_and_exits_0(names, ingest):
     # everything the stopped service committed is in InfluxDB, and it stopped with nothing half-done
     assert influx_count(names.database) >= sum(max(0, o) for o in committed.values())
     restarted = ingest()
+    restarted.wait_ready()
     wait_until(lambda: influx_count(names.database) == len(records), 180, "the rest after a restart")
     assert restarted.terminate() == 0
 

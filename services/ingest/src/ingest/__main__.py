@@ -1,11 +1,18 @@
 """``python -m ingest``: read settings, set up logging, serve the app (which runs the workers)."""
 
-from smartgrid_common.health import serve
-from smartgrid_common.logs import setup_logging
-from smartgrid_common.settings import load_settings
+import signal
+import sys
 
-from .app import build_app
-from .settings import IngestSettings
+# A stop request that arrives while the process is still starting ends it cleanly too (exit 0);
+# once serving, `serve` keeps this behaviour after uvicorn's graceful shutdown.
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+
+from smartgrid_common.health import serve  # noqa: E402
+from smartgrid_common.logs import setup_logging  # noqa: E402
+from smartgrid_common.settings import load_settings  # noqa: E402
+
+from .app import build_app  # noqa: E402
+from .settings import IngestSettings  # noqa: E402
 
 
 def main() -> None:
