@@ -59,10 +59,11 @@ def test_consumer_yields_a_statefulset_with_one_replica_per_partition_range(clus
     assert "SMARTGRID_PARTITIONS" in command[-1]
     owner = sts["metadata"]["ownerReferences"][0]
     assert (owner["kind"], owner["name"], owner["controller"]) == ("SmartGridConsumer", "grid", True)
+    # The operator applies its objects one after the other: the others may trail the StatefulSet.
     for kind in ("deployment", "service"):
         for component in ("aggregator", "writer"):
-            assert cluster.get(kind, f"grid-{component}", namespace), f"{kind} grid-{component} missing"
-    assert cluster.get("poddisruptionbudget", "grid-ingest", namespace)
+            wait_for(lambda: cluster.get(kind, f"grid-{component}", namespace), 30, f"{kind} grid-{component}")
+    wait_for(lambda: cluster.get("poddisruptionbudget", "grid-ingest", namespace), 30, "the ingest PDB")
 
     def status_filled():
         body = cluster.get("sgc", "grid", namespace)
@@ -105,7 +106,8 @@ def test_a_spec_change_rolls_the_workloads(cluster, namespace, operator):
     first = wait_for(
         lambda: statefulset_replicas(cluster, "pinned", namespace, 2), 60, "2 replicas for 16 pinned partitions"
     )
-    writer = cluster.get("deployment", "pinned-writer", namespace)
+    # The operator applies its objects one after the other: the writer may trail the StatefulSet.
+    writer = wait_for(lambda: cluster.get("deployment", "pinned-writer", namespace), 30, "the writer Deployment")
 
     cluster.kubectl(
         "patch", "sgc", "pinned", "-n", namespace, "--type=merge", "-p", '{"spec":{"ingest":{"batchSize":5000}}}'
@@ -121,11 +123,13 @@ def test_a_spec_change_rolls_the_workloads(cluster, namespace, operator):
 
     sts = wait_for(rolled, 30, "a new pod template hash on the StatefulSet")
     assert sts["metadata"]["generation"] > first["metadata"]["generation"]
-    new_writer = cluster.get("deployment", "pinned-writer", namespace)
-    assert (
-        new_writer["spec"]["template"]["metadata"]["annotations"][HASH]
-        != writer["spec"]["template"]["metadata"]["annotations"][HASH]
-    )
+    old_hash = writer["spec"]["template"]["metadata"]["annotations"][HASH]
+
+    def writer_rolled():
+        new_writer = cluster.get("deployment", "pinned-writer", namespace)
+        return new_writer and new_writer["spec"]["template"]["metadata"]["annotations"][HASH] != old_hash
+
+    wait_for(writer_rolled, 30, "a new pod template hash on the writer Deployment")
     assert cluster.get("configmap", "pinned-config", namespace)["data"]["KAFKA_BATCH_SIZE"] == "5000"
     wait_for(
         lambda: cluster.get("statefulset", "pinned-ingest", namespace)["status"].get("updateRevision")
