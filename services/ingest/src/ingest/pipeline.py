@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import redis
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_INVALID, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from smartgrid_common.contracts import DLQ_REASON_HEADER, DLQ_SOURCE_HEADER, summary_stream
-from smartgrid_common.influx import InfluxClient, Rejected, split_lines
+from smartgrid_common.influx import InfluxClient, Rejected
 
 from ._hotpath import Processor
 from .settings import IngestSettings
@@ -48,9 +48,8 @@ class Unit:
     created: float = field(default_factory=time.monotonic)
     bodies: list[bytes] = field(default_factory=list)
     points: int = 0
-    messages: int = 0
-    # Kafka values of the unit's valid records, in body order, kept only to dead-letter what
-    # InfluxDB rejects: (value, key, partition, offset) looked up lazily from the batches.
+    # Each batch's Kafka messages with the batch positions of its valid records (body order),
+    # kept only to dead-letter, with the original message, what InfluxDB rejects.
     batches: list[tuple[list, list[int]]] = field(default_factory=list)
     summaries: list[tuple[int, bytes]] = field(default_factory=list)
     next_offsets: dict[int, int] = field(default_factory=dict)
@@ -59,6 +58,11 @@ class Unit:
     snapshots: dict[int, bytes] = field(default_factory=dict)
     write: Future | None = None
     published: Future | None = None
+
+    @property
+    def messages(self) -> int:
+        """Records in the unit (valid or not)."""
+        return sum(self.per_partition.values())
 
 
 class DeadLetters:
@@ -166,7 +170,6 @@ class Worker:
         self.finishing: queue.Queue[Unit | None] = queue.Queue()
         self.finished: queue.Queue[Unit] = queue.Queue()
         self.open_unit = Unit()
-        self.in_flight = 0
         self.in_flight_by_partition: collections.Counter[int] = collections.Counter()
         self.assigned: list[TopicPartition] = []
         self.paused = False
@@ -289,14 +292,12 @@ class Worker:
             valid_positions = _valid_positions(len(good), result.rejected)
             unit.batches.append((good, valid_positions))
         unit.points += result.valid
-        unit.messages += len(good)
         for partition, _first, last in result.ranges:
             unit.next_offsets[partition] = last + 1
         counts = collections.Counter(partitions)  # counted in C, not per message in Python
         unit.per_partition.update(counts)
         self.in_flight_by_partition.update(counts)
         self.stats.in_flight = dict(self.in_flight_by_partition)
-        self.in_flight += len(good)
         self.stats.count("consumed", len(good))
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
@@ -422,7 +423,6 @@ class Worker:
             assert self.pending[0] is unit
             self.pending.popleft()
             offsets.update(unit.next_offsets)
-            self.in_flight -= unit.messages
             self.in_flight_by_partition.subtract(unit.per_partition)
             self.stats.in_flight = dict(self.in_flight_by_partition)
             self.stats.count("committed", unit.messages)
@@ -433,6 +433,11 @@ class Worker:
                 offsets=[TopicPartition(self.topic, p, o) for p, o in offsets.items()],
                 asynchronous=not synchronous,
             )
+
+    @property
+    def in_flight(self) -> int:
+        """Records consumed and not yet committed."""
+        return sum(self.in_flight_by_partition.values())
 
     def _apply_backpressure(self) -> None:
         limit = self.settings.processor_queue_size
