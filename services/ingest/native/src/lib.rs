@@ -26,6 +26,7 @@ struct Processor {
     topic: String,
     unit: TimestampUnit,
     aggregations: bool,
+    lines: bool,
     offline_after_ms: i64,
     partitions: HashMap<i32, PartitionState>,
 }
@@ -35,7 +36,7 @@ struct Processor {
 struct BatchResult {
     /// Line-protocol body of the valid records, one line each, `\n`-terminated.
     body: Py<PyBytes>,
-    /// Number of lines in `body`.
+    /// Number of valid records (the lines in `body` when lines are built).
     valid: usize,
     /// `(index in the batch, reason)` of every invalid record, in batch order.
     rejected: Vec<(usize, String)>,
@@ -46,15 +47,17 @@ struct BatchResult {
 #[pymethods]
 impl Processor {
     /// `timestamp_unit` is the unit of epoch-number timestamps: "s", "ms", "us" or "ns".
+    /// `lines=False` validates and summarises without building line protocol (the live path,
+    /// which reads ahead of the InfluxDB path, needs only the summaries).
     #[new]
-    #[pyo3(signature = (topic, timestamp_unit="ms", aggregations=true, offline_after_ms=300_000))]
-    fn new(topic: String, timestamp_unit: &str, aggregations: bool, offline_after_ms: i64) -> PyResult<Self> {
+    #[pyo3(signature = (topic, timestamp_unit="ms", aggregations=true, offline_after_ms=300_000, lines=true))]
+    fn new(topic: String, timestamp_unit: &str, aggregations: bool, offline_after_ms: i64, lines: bool) -> PyResult<Self> {
         let unit = TimestampUnit::parse(timestamp_unit)
             .ok_or_else(|| PyValueError::new_err(format!("timestamp unit {timestamp_unit:?}: use s, ms, us or ns")))?;
         if offline_after_ms <= 0 {
             return Err(PyValueError::new_err("offline_after_ms must be > 0"));
         }
-        Ok(Processor { topic, unit, aggregations, offline_after_ms, partitions: HashMap::new() })
+        Ok(Processor { topic, unit, aggregations, lines, offline_after_ms, partitions: HashMap::new() })
     }
 
     /// Tell the processor where a partition resumes: records up to `published_upto` were already
@@ -115,12 +118,13 @@ impl Processor {
                 raw.push(Some(unsafe { std::slice::from_raw_parts(bytes.as_bytes().as_ptr(), bytes.as_bytes().len()) }));
             }
         }
-        let mut body: Vec<u8> = Vec::with_capacity(n * 200);
+        let mut body: Vec<u8> = Vec::with_capacity(if self.lines { n * 200 } else { 0 });
         let mut rejected = Vec::new();
         let mut ranges: Vec<(i32, i64, i64)> = Vec::new();
         let mut valid = 0usize;
         let unit = self.unit;
         let aggregations = self.aggregations;
+        let lines = self.lines;
         let mut i = 0;
         while i < n {
             // Kafka hands out records in runs of one partition: look its state up once per run.
@@ -146,7 +150,9 @@ impl Processor {
                 };
                 match reading {
                     Ok(reading) => {
-                        lineproto::write_line(&mut body, &reading);
+                        if lines {
+                            lineproto::write_line(&mut body, &reading);
+                        }
                         valid += 1;
                         if aggregations {
                             state.fold(&reading, offsets[j]);

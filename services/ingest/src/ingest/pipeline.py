@@ -1,4 +1,4 @@
-"""One worker's pipeline: Kafka -> hot path -> InfluxDB (+ summaries to Redis) -> offset commit.
+"""One worker's InfluxDB path: Kafka -> hot path -> InfluxDB -> offset commit.
 
 Threads, each doing one kind of I/O:
 
@@ -7,12 +7,12 @@ Threads, each doing one kind of I/O:
   into write units of ``INFLUXDB_BATCH_SIZE`` points and commits offsets of finished units;
 * a pool of ``SMARTGRID_INFLUXDB_CONCURRENCY`` threads writes unit bodies to InfluxDB, so network
   time overlaps with decoding the next batches;
-* one publishing thread sends each unit's summaries (and a meter-state checkpoint when one is
-  due) to Redis in one transaction, in consumption order, as soon as the unit is formed: the live
-  dashboard does not wait for InfluxDB;
-* the finishing thread takes units IN ORDER once their write is acknowledged AND their summaries
-  are published, dead-letters the points InfluxDB refused, confirms the dead-letter deliveries, and
-  hands the units back for commit.
+* the live path (:mod:`ingest.live`, when aggregations are on) reads the same partitions with a
+  consumer of its own and publishes summaries to Redis as it reads: the dashboard never waits for
+  InfluxDB, and never for this path's backpressure;
+* the finishing thread takes units IN ORDER once their write is acknowledged AND the live path
+  has published summaries through their offsets, dead-letters the points InfluxDB refused,
+  confirms the dead-letter deliveries, and hands the units back for commit.
 
 A unit's offsets are committed only after InfluxDB acknowledged its points, its summaries are in
 Redis and its dead letters are delivered. When anything downstream is slow or down, records in
@@ -31,10 +31,11 @@ from dataclasses import dataclass, field
 
 import redis
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_INVALID, Consumer, KafkaError, KafkaException, Producer, TopicPartition
-from smartgrid_common.contracts import DLQ_REASON_HEADER, DLQ_SOURCE_HEADER, summary_stream
+from smartgrid_common.contracts import DLQ_REASON_HEADER, DLQ_SOURCE_HEADER
 from smartgrid_common.influx import InfluxClient, Rejected
 
 from ._hotpath import Processor
+from .live import LivePath
 from .settings import IngestSettings
 from .stats import WorkerStats
 
@@ -51,13 +52,10 @@ class Unit:
     # Each batch's Kafka messages with the batch positions of its valid records (body order),
     # kept only to dead-letter, with the original message, what InfluxDB rejects.
     batches: list[tuple[list, list[int]]] = field(default_factory=list)
-    summaries: list[tuple[int, bytes]] = field(default_factory=list)
     next_offsets: dict[int, int] = field(default_factory=dict)
     dead_letters: int = 0
     per_partition: collections.Counter = field(default_factory=collections.Counter)
-    snapshots: dict[int, bytes] = field(default_factory=dict)
     write: Future | None = None
-    published: Future | None = None
 
     @property
     def messages(self) -> int:
@@ -131,12 +129,8 @@ class Worker:
         self.stop = stop
         self.topic = settings.kafka_topic
         self.prefix = settings.redis_prefix
-        self.processor = Processor(
-            settings.kafka_topic,
-            settings.timestamp_unit,
-            settings.processor_enable_aggregations,
-            int(settings.offline_after * 1000),
-        )
+        # Summaries come from the live path; this processor only validates and builds lines.
+        self.processor = Processor(settings.kafka_topic, settings.timestamp_unit, False)
         common = {"bootstrap.servers": settings.kafka_brokers, **settings.kafka_security()}
         self.consumer = Consumer(
             common
@@ -164,8 +158,9 @@ class Worker:
             health_check_interval=30,
         )
         self.writes = ThreadPoolExecutor(settings.influxdb_concurrency, thread_name_prefix="influx-write")
-        # One thread: summaries are published in the order their batches were consumed.
-        self.publisher = ThreadPoolExecutor(1, thread_name_prefix="summary-publish")
+        self.live: LivePath | None = None
+        if settings.processor_enable_aggregations:
+            self.live = LivePath(settings, stats, self.redis, self._redis_retry, hard_stop)
         self.pending: collections.deque[Unit] = collections.deque()
         self.finishing: queue.Queue[Unit | None] = queue.Queue()
         self.finished: queue.Queue[Unit] = queue.Queue()
@@ -175,7 +170,6 @@ class Worker:
         self.paused = False
         self.write_failures = 0
         self.redis_failures = 0
-        self.last_checkpoint = time.monotonic()
         self.committed_offsets: dict[int, int] = {}
         self.last_health = 0.0
         self.last_report = (time.monotonic(), dict(stats.counters))
@@ -183,44 +177,19 @@ class Worker:
     # ---- start-up -------------------------------------------------------------------------
 
     def _resume_positions(self, partitions: list[int]) -> list[TopicPartition]:
-        """Where each partition resumes, and the processor state it resumes with.
-
-        Normally the committed offset; never later than it (only a commit says InfluxDB has the
-        points). When a meter-state checkpoint is older than the commit, consumption restarts just
-        after the checkpoint instead: the raw writes it repeats are idempotent, and the records up to
-        the last published summary only rebuild meter state.
-        """
+        """Where each partition resumes: its committed offset (only a commit says InfluxDB has the
+        points), else the beginning. The live path resumes on its own, from what Redis holds."""
         committed = {
             tp.partition: tp.offset
             for tp in self.consumer.committed([TopicPartition(self.topic, p) for p in partitions], timeout=30)
         }
-        positions = []
-        for partition in partitions:
-            published = snapshot = checkpoint_offset = None
-            if self.settings.processor_enable_aggregations:
-                published_raw, state = self._redis_retry(
-                    lambda p=partition: self.redis.pipeline(transaction=False)
-                    .get(self._published_key(p))
-                    .hgetall(self._state_key(p))
-                    .execute()
-                )
-                published = int(published_raw) if published_raw is not None else None
-                if state:
-                    checkpoint_offset = int(state[b"offset"])
-                    snapshot = state[b"state"]
-            self.processor.resume(partition, published, snapshot)
-            offset = committed.get(partition, OFFSET_INVALID)
-            if offset < 0:
-                # Nothing committed: start from the beginning even with a checkpoint, because a
-                # checkpoint only says what was summarised, not what InfluxDB acknowledged.
-                offset = OFFSET_BEGINNING
-            elif checkpoint_offset is not None and checkpoint_offset + 1 < offset:
-                offset = checkpoint_offset + 1  # earlier than the commit: rebuilds meter state
-            positions.append(TopicPartition(self.topic, partition, offset))
-        log.info(
-            "partitions resumed",
-            extra={"positions": {tp.partition: tp.offset for tp in positions}},
-        )
+        positions = [
+            TopicPartition(self.topic, p, committed[p] if committed.get(p, OFFSET_INVALID) >= 0 else OFFSET_BEGINNING)
+            for p in partitions
+        ]
+        if self.live is not None:
+            self.live.assign(self.live.resume_points(partitions, committed))
+        log.info("partitions resumed", extra={"positions": {tp.partition: tp.offset for tp in positions}})
         return positions
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -231,6 +200,8 @@ class Worker:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._drain()
         consumer.unassign()
+        if self.live is not None:
+            self.live.release([tp.partition for tp in partitions])
         self.assigned = []
 
     # ---- the loop -------------------------------------------------------------------------
@@ -239,6 +210,8 @@ class Worker:
         """Consume until stopped; on stop, finish and commit everything in flight."""
         self.finisher = threading.Thread(target=self._finish_loop, name="finisher", daemon=True)
         self.finisher.start()
+        if self.live is not None:
+            self.live.start()
         if self.partitions is None:
             self.consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
         else:
@@ -249,6 +222,8 @@ class Worker:
         timeout = self.settings.kafka_batch_timeout
         try:
             while not self.stop.is_set():
+                if self.live is not None and self.live.error is not None:
+                    raise RuntimeError("live path failed") from self.live.error
                 self._commit_finished()
                 self._apply_backpressure()
                 messages = self.consumer.consume(num_messages=batch_size, timeout=0.1 if self.paused else timeout)
@@ -259,10 +234,11 @@ class Worker:
         finally:
             self._drain()
             self.finishing.put(None)
+            if self.live is not None:
+                self.live.finish()
             self.consumer.close()
             self.producer.flush(5)
             self.writes.shutdown(wait=True)
-            self.publisher.shutdown(wait=True)
             self.influx.close()
             log.info("worker stopped", extra={"committed": self.stats.counters["committed"]})
 
@@ -313,19 +289,9 @@ class Worker:
         old = time.monotonic() - unit.created >= self.settings.influxdb_batch_timeout
         if not (full or old or force):
             return
-        if self.settings.processor_enable_aggregations:
-            # One summary per partition per unit; the checkpoint below is the state right after it.
-            unit.summaries = self.processor.take_summaries()
-        if self.settings.processor_enable_aggregations and time.monotonic() - self.last_checkpoint >= self.settings.checkpoint_interval:
-            self.last_checkpoint = time.monotonic()
-            for partition in unit.next_offsets:
-                snapshot = self.processor.snapshot(partition)
-                if snapshot is not None:
-                    unit.snapshots[partition] = snapshot
         body = b"".join(unit.bodies)
         unit.bodies = []
         unit.write = self.writes.submit(self._write, body)
-        unit.published = self.publisher.submit(self._publish, unit)
         self.pending.append(unit)
         self.finishing.put(unit)
         self.open_unit = Unit()
@@ -353,9 +319,11 @@ class Worker:
             if unit is None:
                 return
             rejected = unit.write.result()
-            if rejected is None or unit.published.exception() is not None:
+            if rejected is None:
                 return  # hard stop: leave the unit uncommitted, a restart replays it
-            unit.write = unit.published = None
+            if self.live is not None and not self.live.wait_published(unit.next_offsets, self._hard_stop):
+                return
+            unit.write = None
             if rejected:
                 self._dead_letter_rejected(unit, rejected)
             if unit.dead_letters and not self.dead_letters.confirm(self._hard_stop):
@@ -371,27 +339,6 @@ class Worker:
             self.dead_letters.send(messages[position], f"rejected by InfluxDB: {item.reason}")
         self.stats.count("influx_rejected", len(rejected))
         unit.dead_letters += len(rejected)
-
-    def _publish(self, unit: Unit) -> None:
-        """Summaries, the last published offset per partition, and due checkpoints: one transaction."""
-        if not self.settings.processor_enable_aggregations or not unit.summaries:
-            return
-        stream = summary_stream(self.prefix)
-
-        def publish() -> None:
-            pipe = self.redis.pipeline(transaction=True)
-            last: dict[int, int] = {}
-            for partition, data in unit.summaries:
-                pipe.xadd(stream, {"data": data})
-                last[partition] = unit.next_offsets[partition] - 1
-            for partition, offset in last.items():
-                pipe.set(self._published_key(partition), offset)
-            for partition, snapshot in unit.snapshots.items():
-                pipe.hset(self._state_key(partition), mapping={"offset": unit.next_offsets[partition] - 1, "state": snapshot})
-            pipe.execute()
-
-        self._redis_retry(publish)
-        self.stats.count("summaries", len(unit.summaries))
 
     def _redis_retry(self, action):
         delay = 0.2
@@ -491,18 +438,12 @@ class Worker:
     def _drain(self) -> None:
         """Submit what is open, wait for every unit to finish, commit synchronously."""
         self._maybe_submit(force=True)
-        while self.pending and not self._hard_stop.is_set():
+        while self.pending and not self._hard_stop.is_set() and self.finisher.is_alive():
             time.sleep(0.05)
             if not self.finished.empty():
                 self._commit_finished(synchronous=True)
         if self.pending:
             log.warning("stopped with uncommitted records; they will be replayed", extra={"in_flight": self.in_flight})
-
-    def _published_key(self, partition: int) -> str:
-        return f"{self.prefix}:ingest:published:{self.topic}:{partition}"
-
-    def _state_key(self, partition: int) -> str:
-        return f"{self.prefix}:ingest:state:{self.topic}:{partition}"
 
 
 def _valid_positions(count: int, rejected: list[tuple[int, str]]) -> list[int]:

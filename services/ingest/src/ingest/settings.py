@@ -48,6 +48,8 @@ class IngestSettings(ServiceSettings, InfluxSettings, RedisSettings):
     timestamp_unit: str = env("SMARTGRID_TIMESTAMP_UNIT", "ms", pattern=r"^(s|ms|us|ns)$")
     # Event-time silence after which a meter counts as offline.
     offline_after: Duration = env("SMARTGRID_OFFLINE_AFTER", 300.0)
+    # How often the live path publishes summaries (the dashboard's freshness, and Redis load).
+    summary_interval: Duration = env("SMARTGRID_SUMMARY_INTERVAL", 0.25)
     # How often a worker checkpoints meter state to Redis (with a summary).
     checkpoint_interval: Duration = env("SMARTGRID_CHECKPOINT_INTERVAL", 10.0)
     # On SIGTERM, how long workers may take to write and commit what is in flight.

@@ -39,6 +39,7 @@ class WorkerStats:
     latency_sum: float = 0.0
     in_flight: dict[int, int] = field(default_factory=dict)
     lag: dict[int, int] = field(default_factory=dict)
+    live_lag: dict[int, int] = field(default_factory=dict)
     ready: bool = False
     reason: str = "starting"
     paused: bool = False
@@ -67,6 +68,7 @@ class WorkerStats:
             "latency_sum": self.latency_sum,
             "in_flight": dict(self.in_flight),
             "lag": dict(self.lag),
+            "live_lag": dict(self.live_lag),
             "ready": self.ready,
             "reason": self.reason,
             "paused": self.paused,
@@ -120,13 +122,18 @@ class WorkersCollector(Collector):
         in_flight = GaugeMetricFamily(
             "smartgrid_ingest_partition_in_flight", "Records consumed but not yet committed", labels=["partition"]
         )
+        live_lag = GaugeMetricFamily(
+            "smartgrid_ingest_partition_live_lag", "Records not yet summarised for the live view", labels=["partition"]
+        )
         ready = GaugeMetricFamily("smartgrid_ingest_worker_ready", "1 when the worker is ready", labels=["worker"])
         paused = GaugeMetricFamily("smartgrid_ingest_worker_paused", "1 while fetching is paused", labels=["worker"])
         for worker, snapshot in sorted(self.latest.items()):
             for partition, value in sorted(snapshot["lag"].items()):
                 lag.add_metric([str(partition)], value)
+            for partition, value in sorted(snapshot.get("live_lag", {}).items()):
+                live_lag.add_metric([str(partition)], value)
             for partition, value in sorted(snapshot["in_flight"].items()):
                 in_flight.add_metric([str(partition)], value)
             ready.add_metric([str(worker)], 1 if snapshot["ready"] else 0)
             paused.add_metric([str(worker)], 1 if snapshot["paused"] else 0)
-        yield from (lag, in_flight, ready, paused)
+        yield from (lag, live_lag, in_flight, ready, paused)

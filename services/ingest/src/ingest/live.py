@@ -1,0 +1,289 @@
+"""The live path: summaries for the dashboard, read ahead of the InfluxDB path.
+
+A worker reads its partitions twice. The InfluxDB path (:mod:`ingest.pipeline`) holds records
+until InfluxDB acknowledges them and pauses when InfluxDB is slow. The live path has a Kafka
+consumer of its own on the same partitions: it validates and summarises each batch in the hot
+path (no line protocol) and publishes the summaries to Redis at once, so the dashboard stays
+seconds-fresh while InfluxDB is slow, down or catching up on a backlog.
+
+Delivery is unchanged: the InfluxDB path commits an offset only when this path has published
+the summaries through it (:meth:`LivePath.wait_published`), and the live path resumes from what
+Redis says it published (with the meter-state checkpoint), never from the Kafka commit. Its
+memory is one batch plus librdkafka's bounded prefetch: when Redis is down it simply stops
+reading, and the InfluxDB path, whose commits then wait, pauses in turn.
+
+Only this thread touches its consumer and its processor; the worker thread hands it partition
+changes (group rebalances) through a queue and waits for them to be applied.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import redis
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from smartgrid_common.contracts import summary_stream
+
+from ._hotpath import Processor
+from .settings import IngestSettings
+from .stats import WorkerStats
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Resume:
+    """Where the live path resumes a partition, and with what it rebuilds its state."""
+
+    partition: int
+    offset: int
+    published: int | None
+    snapshot: bytes | None
+
+
+@dataclass
+class _Change:
+    assign: list[Resume] = field(default_factory=list)
+    release: list[int] = field(default_factory=list)
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+class LivePath(threading.Thread):
+    """Consumes, summarises and publishes; tracks how far each partition is published."""
+
+    def __init__(
+        self,
+        settings: IngestSettings,
+        stats: WorkerStats,
+        redis_client: redis.Redis,
+        redis_retry: Callable,
+        hard_stop: threading.Event,
+    ) -> None:
+        super().__init__(name="live-path", daemon=True)
+        self.settings = settings
+        self.stats = stats
+        self.redis = redis_client
+        self._redis_retry = redis_retry
+        self._hard_stop = hard_stop
+        self._stop = threading.Event()
+        self.topic = settings.kafka_topic
+        self.prefix = settings.redis_prefix
+        self.processor = Processor(
+            settings.kafka_topic, settings.timestamp_unit, True, int(settings.offline_after * 1000), lines=False
+        )
+        self.consumer = Consumer(
+            {"bootstrap.servers": settings.kafka_brokers, **settings.kafka_security()}
+            | {
+                # Assigned, never subscribed and never committing: the group id only names it.
+                "group.id": f"{settings.kafka_group_id}.live",
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "auto.offset.reset": "earliest",
+                "enable.partition.eof": False,
+                "fetch.wait.max.ms": 50,
+                "queued.max.messages.kbytes": 16384,
+            }
+        )
+        self.interval = settings.summary_interval
+        self.error: BaseException | None = None
+        self._changes: queue.Queue[_Change] = queue.Queue()
+        self._published: dict[int, int] = {}  # partition -> last offset whose summary is in Redis
+        self._consumed: dict[int, int] = {}  # partition -> last offset folded (not yet published)
+        self._position: dict[int, int] = {}  # partition -> last offset folded (meter state is there)
+        self._progress = threading.Condition()
+        self._assigned: dict[int, TopicPartition] = {}
+        self._last_checkpoint = time.monotonic()
+        self._checkpoint_due: set[int] = set()
+
+    # ---- called from the worker thread ----------------------------------------------------
+
+    def resume_points(self, partitions: list[int], committed: dict[int, int]) -> list[Resume]:
+        """Where each partition resumes: just after the meter-state checkpoint when there is one
+        (records up to the last published summary then only rebuild state), else just after the
+        last published summary, else at the InfluxDB path's committed offset."""
+        points = []
+        for partition in partitions:
+            published_raw, state = self._redis_retry(
+                lambda p=partition: self.redis.pipeline(transaction=False)
+                .get(self._published_key(p))
+                .hgetall(self._state_key(p))
+                .execute()
+            )
+            published = int(published_raw) if published_raw is not None else None
+            snapshot = None
+            if state:
+                offset, snapshot = int(state[b"offset"]) + 1, state[b"state"]
+            elif published is not None:
+                offset = published + 1
+            else:
+                offset = committed.get(partition, -1)
+                if offset < 0:
+                    offset = OFFSET_BEGINNING
+            points.append(Resume(partition, offset, published, snapshot))
+        return points
+
+    def assign(self, points: list[Resume]) -> None:
+        """Start summarising these partitions (blocks until the live thread took them)."""
+        self._apply(_Change(assign=points))
+
+    def release(self, partitions: list[int]) -> None:
+        """Publish what is summarised of these partitions and stop reading them (blocks)."""
+        self._apply(_Change(release=partitions))
+
+    def _apply(self, change: _Change) -> None:
+        self._changes.put(change)
+        while not change.done.wait(0.1):
+            self._raise_if_failed()
+            if self._hard_stop.is_set() or not self.is_alive():
+                return
+
+    def wait_published(self, next_offsets: dict[int, int], stop: threading.Event) -> bool:
+        """Block until every ``partition -> next offset`` is covered by published summaries."""
+        with self._progress:
+            while not all(self._published.get(p, -1) >= o - 1 for p, o in next_offsets.items()):
+                self._raise_if_failed()
+                if stop.is_set():
+                    return False
+                self._progress.wait(0.1)
+        return True
+
+    def finish(self) -> None:
+        """Publish what is summarised and end the thread."""
+        self._stop.set()
+        self.join(timeout=max(5.0, self.settings.shutdown_timeout))
+
+    def _raise_if_failed(self) -> None:
+        if self.error is not None:
+            raise RuntimeError(f"live path failed: {self.error}") from self.error
+
+    # ---- the live thread ------------------------------------------------------------------
+
+    def run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as error:  # noqa: BLE001 - reported to the worker, which exits
+            log.exception("live path failed")
+            self.error = error
+            with self._progress:
+                self._progress.notify_all()
+        finally:
+            self.consumer.close()
+
+    def _loop(self) -> None:
+        batch_size = self.settings.kafka_batch_size
+        last_publish = time.monotonic()
+        while not self._stop.is_set():
+            self._take_changes()
+            timeout = max(0.01, min(self.interval, last_publish + self.interval - time.monotonic()))
+            messages = self.consumer.consume(num_messages=batch_size, timeout=timeout) if self._assigned else []
+            if not self._assigned:
+                self._stop.wait(0.05)
+            if messages:
+                self._fold(messages)
+            if time.monotonic() - last_publish >= self.interval:
+                self._publish()
+                last_publish = time.monotonic()
+        self._take_changes()
+        self._publish()
+
+    def _take_changes(self) -> None:
+        while True:
+            try:
+                change = self._changes.get_nowait()
+            except queue.Empty:
+                return
+            if change.release:
+                self._publish()
+                released = [self._assigned.pop(p) for p in change.release if p in self._assigned]
+                if released:
+                    self.consumer.incremental_unassign(released)
+                for partition in change.release:
+                    self._consumed.pop(partition, None)
+                    self._position.pop(partition, None)
+                    self._checkpoint_due.discard(partition)
+            if change.assign:
+                positions = []
+                for point in change.assign:
+                    self.processor.resume(point.partition, point.published, point.snapshot)
+                    with self._progress:
+                        self._published[point.partition] = point.published if point.published is not None else (
+                            point.offset - 1 if point.offset >= 0 else -1
+                        )
+                    tp = TopicPartition(self.topic, point.partition, point.offset)
+                    self._assigned[point.partition] = tp
+                    positions.append(tp)
+                self.consumer.incremental_assign(positions)
+                log.info("live path resumed", extra={"positions": {tp.partition: tp.offset for tp in positions}})
+            change.done.set()
+
+    def _fold(self, messages: list) -> None:
+        good = []
+        for message in messages:
+            error = message.error()
+            if error is None:
+                good.append(message)
+            elif error.code() != KafkaError._PARTITION_EOF:
+                if error.fatal():
+                    raise KafkaException(error)
+                log.warning("kafka error (live path)", extra={"error": str(error)})
+        if not good:
+            return
+        result = self.processor.process([m.value() for m in good], [m.partition() for m in good], [m.offset() for m in good])
+        for partition, _first, last in result.ranges:
+            self._consumed[partition] = self._position[partition] = last
+            self._checkpoint_due.add(partition)
+
+    def _publish(self) -> None:
+        """Summaries, the last published offset per partition and due checkpoints: one transaction."""
+        if not self._consumed:
+            return
+        summaries = self.processor.take_summaries()
+        snapshots = {}
+        if time.monotonic() - self._last_checkpoint >= self.settings.checkpoint_interval:
+            self._last_checkpoint = time.monotonic()
+            for partition in self._checkpoint_due:
+                snapshot = self.processor.snapshot(partition)
+                if snapshot is not None:
+                    snapshots[partition] = (self._position[partition], snapshot)
+            self._checkpoint_due.clear()
+        consumed = dict(self._consumed)
+        if summaries or snapshots:
+            stream = summary_stream(self.prefix)
+
+            def publish() -> None:
+                pipe = self.redis.pipeline(transaction=True)
+                for partition, data in summaries:
+                    pipe.xadd(stream, {"data": data})
+                    pipe.set(self._published_key(partition), consumed[partition])
+                for partition, (offset, snapshot) in snapshots.items():
+                    pipe.hset(self._state_key(partition), mapping={"offset": offset, "state": snapshot})
+                pipe.execute()
+
+            self._redis_retry(publish)
+            self.stats.count("summaries", len(summaries))
+        self._consumed.clear()
+        with self._progress:
+            for partition, offset in consumed.items():
+                self._published[partition] = max(self._published.get(partition, -1), offset)
+            self._progress.notify_all()
+        self._update_lag()
+
+    def _update_lag(self) -> None:
+        for partition, tp in self._assigned.items():
+            try:
+                _low, high = self.consumer.get_watermark_offsets(tp, cached=True)
+            except KafkaException:
+                continue
+            if high >= 0:
+                self.stats.live_lag[partition] = max(0, high - 1 - self._published.get(partition, -1))
+
+    def _published_key(self, partition: int) -> str:
+        return f"{self.prefix}:ingest:published:{self.topic}:{partition}"
+
+    def _state_key(self, partition: int) -> str:
+        return f"{self.prefix}:ingest:state:{self.topic}:{partition}"
