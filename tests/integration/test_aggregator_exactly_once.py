@@ -87,7 +87,11 @@ def seconds_of(readings) -> list[int]:
     return sorted({r.second for r in readings})
 
 
-def run_and_check(redis, prefix, readings, summaries, tmp_path: Path, replicas: int = 1, kill_after: float | None = None):
+def applied(redis: Redis, prefix: str) -> int:
+    return int(redis.hget(f"{prefix}:agg:stats", "applied") or 0)
+
+
+def run_and_check(redis, prefix, readings, summaries, tmp_path: Path, replicas: int = 1, kill_mid: bool = False):
     publish(redis, prefix, summaries)
     ports = [free_port() for _ in range(replicas)]
     procs = [
@@ -95,8 +99,9 @@ def run_and_check(redis, prefix, readings, summaries, tmp_path: Path, replicas: 
         for index, port in enumerate(ports)
     ]
     try:
-        if kill_after is not None:
-            time.sleep(kill_after)
+        if kill_mid:
+            # As soon as the first fold landed: mid-stream whatever the machine's speed.
+            wait_until(lambda: applied(redis, prefix) > 0, 60, interval=0.005, what="the first fold")
             procs[0].send_signal(signal.SIGKILL)
             procs[0].wait()
             assert not drained(redis, prefix), "the kill came too late to be mid-stream"
@@ -171,7 +176,7 @@ def test_api_shows_the_folded_state(redis, prefix, tmp_path):
 def test_aggregator_killed_mid_stream_and_restarted_is_exact(redis, prefix, tmp_path):
     readings = make_readings(meters=400, seconds=40, start=START, seed=4)
     summaries = make_summaries(readings, partitions=8, batch=40)
-    run_and_check(redis, prefix, readings, summaries, tmp_path, kill_after=2.5)
+    run_and_check(redis, prefix, readings, summaries, tmp_path, kill_mid=True)
 
 
 def test_two_replicas_one_killed_the_other_claims_its_entries(redis, prefix, tmp_path):
@@ -182,7 +187,7 @@ def test_two_replicas_one_killed_the_other_claims_its_entries(redis, prefix, tmp
     a = start_service("aggregator", aggregator_env(prefix, port_a, "a"), str(tmp_path / "agga.log"))
     b = start_service("aggregator", aggregator_env(prefix, port_b, "b"), str(tmp_path / "aggb.log"))
     try:
-        time.sleep(2.5)
+        wait_until(lambda: applied(redis, prefix) > 0, 60, interval=0.005, what="the first fold")
         a.send_signal(signal.SIGKILL)
         a.wait()
         # "a" never comes back: "b" must claim what "a" held (claim idle 2 s).
@@ -195,3 +200,41 @@ def test_two_replicas_one_killed_the_other_claims_its_entries(redis, prefix, tmp
     finally:
         b.terminate()
         b.wait(10)
+
+
+def test_merged_fold_equals_the_ground_truth_and_a_broken_chain_changes_nothing(redis, prefix):
+    """The fast path: a whole read folded as one merged block. Exact against the ground truth;
+    a group with a duplicate (or a gap) in it is refused as a whole and leaves Redis untouched."""
+    import asyncio
+
+    from redis.asyncio import Redis as AsyncRedis
+
+    from aggregator.fold import FoldConfig
+    from aggregator.store import LiveStore
+
+    readings = make_readings(meters=400, seconds=12, start=START, seed=5)
+    summaries = make_summaries(readings, partitions=8, batch=40)
+    ordered = sorted(summaries, key=lambda s: (s.partition, s.first_offset))
+    seconds = seconds_of(readings)
+
+    async def scenario() -> None:
+        client = AsyncRedis.from_url(os.environ.get("SMARTGRID_REDIS_URL", "redis://127.0.0.1:6379/0"))
+        store = LiveStore(client, prefix, FoldConfig(live_ttl=86400, region_ttl=3600, late_ttl=300))
+        half = len(ordered) // 2
+        assert await store.fold_merged(ordered[:half])
+        before = dump_state(redis, prefix, seconds)
+        # Already folded + new: refused whole, nothing moves.
+        assert not await store.fold_merged(ordered[half - 1 :])
+        # A gap (a predecessor missing): refused whole too.
+        rest = ordered[half:]
+        hole = next(k for k in range(1, len(rest) - 1) if rest[k - 1].partition == rest[k].partition == rest[k + 1].partition)
+        assert not await store.fold_merged(rest[:hole] + rest[hole + 1 :])
+        assert dump_state(redis, prefix, seconds) == before
+        assert await store.fold_merged(ordered[half:])
+        await client.aclose()
+
+    asyncio.run(scenario())
+    assert_matches(dump_state(redis, prefix, seconds), ground_truth(readings))
+    stats = {k.decode(): int(v) for k, v in redis.hgetall(f"{prefix}:agg:stats").items()}
+    assert stats["applied"] == len(summaries)
+    assert stats.get("duplicates", 0) == 0 and stats.get("overlaps", 0) == 0

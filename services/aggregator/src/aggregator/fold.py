@@ -11,7 +11,7 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from smartgrid_common.contracts import SecondPartial, Summary
+from smartgrid_common.contracts import MeterUpdate, RegionPartial, SecondPartial, Summary
 
 
 class Outcome(enum.IntEnum):
@@ -68,29 +68,88 @@ def minute_partials(seconds: Iterable[SecondPartial]) -> list[MinutePartial]:
     return sorted(minutes.values(), key=lambda m: m.minute)
 
 
-def summary_args(summary: Summary) -> list[str]:
-    """One summary as the argument block of ``fold.lua`` (its length comes first).
+def block_args(seconds: list[SecondPartial], regions: list[RegionPartial], meters: list[MeterUpdate]) -> list[str]:
+    """Partials as the fold script reads them.
 
-    Layout: span, source, first, last, then ``n`` + n*5 second fields, ``n`` + n*5 minute fields,
-    ``n`` + per region (second, region, sum, count, max, lat_sum, lon_sum, geo_count, k, k meter
-    ids), ``n`` + n*5 meter update fields (meter, region, status, at_ms, last_reading_ms).
+    Layout: ``n`` + n*5 second fields, ``n`` + n*5 minute fields, ``n`` + per region (second,
+    region, sum, count, max, lat_sum, lon_sum, geo_count, k, k meter ids), ``n`` + n*5 meter
+    update fields (meter, region, status, at_ms, last_reading_ms).
     """
-    body: list[str] = [source_of(summary), str(summary.first_offset), str(summary.last_offset)]
-    body.append(str(len(summary.seconds)))
-    for s in summary.seconds:
+    body: list[str] = [str(len(seconds))]
+    for s in seconds:
         body += [str(s.second), num(s.sum_kwh), str(s.count), num(s.min_kwh), num(s.max_kwh)]
-    minutes = minute_partials(summary.seconds)
+    minutes = minute_partials(seconds)
     body.append(str(len(minutes)))
     for m in minutes:
         body += [str(m.minute), num(m.sum_kwh), str(m.count), num(m.min_kwh), num(m.max_kwh)]
-    body.append(str(len(summary.regions)))
-    for r in summary.regions:
+    body.append(str(len(regions)))
+    for r in regions:
         body += [str(r.second), r.region, num(r.sum_kwh), str(r.count), num(r.max_kwh)]
         body += [num(r.lat_sum), num(r.lon_sum), str(r.geo_count), str(len(r.meters)), *r.meters]
-    body.append(str(len(summary.meters)))
-    for u in summary.meters:
+    body.append(str(len(meters)))
+    for u in meters:
         body += [u.meter_id, u.region, u.status, str(u.at_ms), str(u.last_reading_ms)]
+    return body
+
+
+def merge(summaries: list[Summary]) -> tuple[list[SecondPartial], list[RegionPartial], list[MeterUpdate]]:
+    """The partials of several summaries as one block: same sums, counts, extremes, distinct
+    meters and centroid sums; meter updates kept in the given order (each meter belongs to one
+    partition, whose summaries come in offset order)."""
+    seconds: dict[int, SecondPartial] = {}
+    regions: dict[tuple[int, str], tuple[RegionPartial, set[str]]] = {}
+    meters: list[MeterUpdate] = []
+    for summary in summaries:
+        for s in summary.seconds:
+            acc = seconds.get(s.second)
+            if acc is None:
+                seconds[s.second] = SecondPartial(s.second, s.sum_kwh, s.count, s.min_kwh, s.max_kwh)
+            else:
+                acc.sum_kwh += s.sum_kwh
+                acc.count += s.count
+                acc.min_kwh = min(acc.min_kwh, s.min_kwh)
+                acc.max_kwh = max(acc.max_kwh, s.max_kwh)
+        for r in summary.regions:
+            held = regions.get((r.second, r.region))
+            if held is None:
+                regions[(r.second, r.region)] = (
+                    RegionPartial(r.second, r.region, r.sum_kwh, r.count, r.max_kwh, [], r.lat_sum, r.lon_sum, r.geo_count),
+                    set(r.meters),
+                )
+            else:
+                acc, ids = held
+                acc.sum_kwh += r.sum_kwh
+                acc.count += r.count
+                acc.max_kwh = max(acc.max_kwh, r.max_kwh)
+                acc.lat_sum += r.lat_sum
+                acc.lon_sum += r.lon_sum
+                acc.geo_count += r.geo_count
+                ids.update(r.meters)
+        meters += summary.meters
+    merged_regions = []
+    for acc, ids in regions.values():
+        acc.meters = sorted(ids)
+        merged_regions.append(acc)
+    return sorted(seconds.values(), key=lambda s: s.second), merged_regions, meters
+
+
+def group_args(summaries: list[Summary]) -> list[str]:
+    """One group as the fold script reads it, its length first: the summaries' offset ranges,
+    then one block of partials (merged when there are several). Applied all or nothing."""
+    body: list[str] = [str(len(summaries))]
+    for summary in summaries:
+        body += [source_of(summary), str(summary.first_offset), str(summary.last_offset)]
+    if len(summaries) == 1:
+        only = summaries[0]
+        body += block_args(only.seconds, only.regions, only.meters)
+    else:
+        body += block_args(*merge(summaries))
     return [str(len(body) + 1), *body]
+
+
+def summary_args(summary: Summary) -> list[str]:
+    """One summary as a group of its own."""
+    return group_args([summary])
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,11 +161,11 @@ class FoldConfig:
     late_ttl: int
 
 
-def fold_args(prefix: str, config: FoldConfig, summaries: list[Summary]) -> list[str]:
-    """ARGV of one EVALSHA that folds ``summaries`` in order, each against its own watermark."""
-    args = [prefix, str(config.live_ttl), str(config.region_ttl), str(config.late_ttl), str(len(summaries))]
-    for summary in summaries:
-        args += summary_args(summary)
+def fold_args(prefix: str, config: FoldConfig, groups: list[list[Summary]]) -> list[str]:
+    """ARGV of one EVALSHA that folds ``groups`` in order, each all or nothing."""
+    args = [prefix, str(config.live_ttl), str(config.region_ttl), str(config.late_ttl), str(len(groups))]
+    for group in groups:
+        args += group_args(group)
     return args
 
 

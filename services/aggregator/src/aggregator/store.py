@@ -36,8 +36,14 @@ class LiveStore:
         """Fold summaries in order (one EVALSHA), each at most once; one outcome per summary."""
         if not summaries:
             return []
-        reply = await self._fold(args=fold_args(self.prefix, self.config, summaries))
+        reply = await self._fold(args=fold_args(self.prefix, self.config, [[summary] for summary in summaries]))
         return [Outcome(int(code)) for code in reply]
+
+    async def fold_merged(self, summaries: list[Summary]) -> bool:
+        """Fold summaries as ONE merged block (one EVALSHA, far fewer Redis writes) if every one
+        of them continues its partition's watermark, in order; else change nothing, return False."""
+        reply = await self._fold(args=fold_args(self.prefix, self.config, [summaries]))
+        return Outcome(int(reply[0])) is Outcome.APPLIED
 
     async def emit(self, owner: str, lock_ms: int, chunk: int) -> tuple[int, int]:
         """Emit one rollup of dirty buckets; returns (seq or 0 = nothing / -1 = not our turn, left)."""

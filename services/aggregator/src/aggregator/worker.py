@@ -31,6 +31,12 @@ class Metrics:
         self.fold_seconds = Histogram(
             "aggregator_fold_seconds", "Time of one fold script call", registry=registry
         )
+        self.age = Histogram(
+            "aggregator_summary_age_seconds",
+            "From a summary entering the stream to its fold (how far the live view trails ingest)",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+            registry=registry,
+        )
         self.waiting = Gauge(
             "aggregator_waiting_summaries", "Summaries held back until their predecessor is folded",
             registry=registry,
@@ -105,40 +111,64 @@ class Aggregator:
         await self.fold_all(batch)
 
     async def fold_all(self, batch: list[tuple[bytes, Summary]]) -> None:
-        """Fold new and waiting summaries in (partition, offset) order, in groups."""
+        """Fold new and waiting summaries in (partition, offset) order.
+
+        Normally every summary continues its partition, so the whole read is folded as one
+        merged block (one script call; a merged (second, region) costs one set of Redis writes
+        instead of one per partition). When one of them does not (a duplicate, a predecessor
+        still missing), nothing was changed and they are folded one by one, each with its own
+        outcome.
+        """
         items = {**self.waiting, **dict(batch)}
         if not items:
             return
         ordered = sorted(items.items(), key=lambda kv: (source_of(kv[1]), kv[1].first_offset))
         settled: list[bytes] = []
         waiting: dict[bytes, Summary] = {}
-        size = self.settings.fold_group
-        for start in range(0, len(ordered), size):
-            group = ordered[start : start + size]
-            began = time.perf_counter()
-            outcomes = await self.store.fold([summary for _, summary in group])
-            self.metrics.fold_seconds.observe(time.perf_counter() - began)
-            for (entry_id, summary), outcome in zip(group, outcomes, strict=True):
-                self.metrics.summaries.labels(outcome.name.lower()).inc()
-                if outcome is Outcome.WAIT:
-                    waiting[entry_id] = summary
+        for start in range(0, len(ordered), self.settings.batch):
+            chunk = ordered[start : start + self.settings.batch]
+            if len(chunk) > 1:
+                began = time.perf_counter()
+                merged = await self.store.fold_merged([summary for _, summary in chunk])
+                self.metrics.fold_seconds.observe(time.perf_counter() - began)
+                if merged:
+                    for entry_id, summary in chunk:
+                        self._settle(entry_id, summary, Outcome.APPLIED, settled, waiting)
                     continue
-                settled.append(entry_id)
-                if outcome is Outcome.APPLIED:
-                    self.metrics.readings.inc(sum(part.count for part in summary.seconds))
-                    self.last_progress = time.monotonic()
-                elif outcome is Outcome.OVERLAP:
-                    log.error(
-                        "summary straddles the applied watermark (chaining contract broken); skipped",
-                        extra={"source": source_of(summary), "first": summary.first_offset,
-                               "last": summary.last_offset},
-                    )
+            await self._fold_one_by_one(chunk, settled, waiting)
         # XACK only after the fold (it is atomic and durable in Redis by now).
         await self.reader.ack(settled)
         self.waiting = waiting
         self.metrics.waiting.set(len(waiting))
         # Still ours: keep other replicas from claiming them while we retry.
         await self.reader.touch(list(waiting))
+
+    async def _fold_one_by_one(self, chunk, settled: list[bytes], waiting: dict[bytes, Summary]) -> None:
+        size = self.settings.fold_group
+        for start in range(0, len(chunk), size):
+            group = chunk[start : start + size]
+            began = time.perf_counter()
+            outcomes = await self.store.fold([summary for _, summary in group])
+            self.metrics.fold_seconds.observe(time.perf_counter() - began)
+            for (entry_id, summary), outcome in zip(group, outcomes, strict=True):
+                self._settle(entry_id, summary, outcome, settled, waiting)
+
+    def _settle(self, entry_id: bytes, summary: Summary, outcome: Outcome, settled: list[bytes],
+                waiting: dict[bytes, Summary]) -> None:
+        self.metrics.summaries.labels(outcome.name.lower()).inc()
+        if outcome is Outcome.WAIT:
+            waiting[entry_id] = summary
+            return
+        settled.append(entry_id)
+        if outcome is Outcome.APPLIED:
+            self.metrics.readings.inc(sum(part.count for part in summary.seconds))
+            self.metrics.age.observe(max(0.0, time.time() - int(entry_id.split(b"-")[0]) / 1000))
+            self.last_progress = time.monotonic()
+        elif outcome is Outcome.OVERLAP:
+            log.error(
+                "summary straddles the applied watermark (chaining contract broken); skipped",
+                extra={"source": source_of(summary), "first": summary.first_offset, "last": summary.last_offset},
+            )
 
     async def run_emit(self) -> None:
         """Every emit interval, flush the dirty buckets to the rollups stream."""

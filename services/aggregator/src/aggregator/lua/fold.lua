@@ -1,8 +1,11 @@
--- Folds a group of summaries into the live state, each exactly once (see fold.py for the ARGV
--- layout and the same semantics in Python, README.md for the keys). Redis runs a script
--- atomically: a summary's fold and its watermark move together or not at all.
--- Returns one outcome per summary: 1 applied, 0 duplicate, -1 wait (predecessor missing),
--- -2 overlap (breaks the chaining contract).
+-- Folds groups of summaries into the live state, each exactly once (see fold.py for the ARGV
+-- layout and the same semantics in Python, README.md for the keys). A group is one or more
+-- summaries' offset ranges and ONE block of partials (merged by the caller when there are
+-- several): it is applied only when every range continues its partition's watermark, checked in
+-- order. Redis runs a script atomically: a group's fold and its watermarks move together or not
+-- at all. Returns one outcome per group: 1 applied, 0 duplicate (every range already folded),
+-- -1 wait (a predecessor is missing), -2 overlap (breaks the chaining contract; for a merged
+-- group, any other mix: the caller then folds its summaries one by one).
 -- Keys are derived from the prefix inside the script: fine on one Redis node; on Redis Cluster
 -- the prefix must be a hash tag such as {smartgrid} so every key lands in one slot.
 local P = ARGV[1]
@@ -60,6 +63,12 @@ local function fold_meter(meter, region, status, at_ms, last_ms)
   end
   local raw = redis.call('HGET', alerts_key, meter)
   local alert = raw and cjson.decode(raw)
+  if alert and status ~= 'ok' and alert.status == status and alert.region == region then
+    -- The same alert reported again: only its last reading moves; its indexes stay.
+    alert.last = last_ms
+    redis.call('HSET', alerts_key, meter, cjson.encode(alert))
+    return
+  end
   if alert then
     for _, key in ipairs(alert_indexes(alert.status, alert.region)) do redis.call('ZREM', key, meter) end
   end
@@ -75,110 +84,132 @@ local function fold_meter(meter, region, status, at_ms, last_ms)
   for _, key in ipairs(alert_indexes(status, region)) do redis.call('ZADD', key, tonumber(since), meter) end
 end
 
+-- Outcome of a group's ranges (ARGV[i + 1] = n, then n x (source, first, last)) against the
+-- watermarks, each range checked against the one before it in the group.
+local function classify(i)
+  local n = tonumber(ARGV[i + 1])
+  local seen = {}
+  local applied, duplicates, waits = 0, 0, 0
+  for r = 0, n - 1 do
+    local source = ARGV[i + 2 + 3 * r]
+    local first, last = tonumber(ARGV[i + 3 + 3 * r]), tonumber(ARGV[i + 4 + 3 * r])
+    local wm = seen[source]
+    if wm == nil then
+      wm = redis.call('HGET', wm_key, source)
+      wm = wm and tonumber(wm) or false
+    end
+    if not wm or first == wm + 1 then
+      applied = applied + 1
+      seen[source] = last
+    elseif last <= wm then
+      duplicates = duplicates + 1
+    elseif first > wm + 1 then
+      waits = waits + 1
+    else
+      return -2, n
+    end
+  end
+  if applied == n then return 1, n end
+  if duplicates == n then return 0, n end
+  if waits > 0 and n == 1 then return -1, n end
+  if waits > 0 and duplicates == 0 then return -1, n end
+  return -2, n
+end
+
+-- Apply one block of partials starting at ARGV[i].
+local function apply_block(i)
+  -- Seconds: older than the newest minus the retention are gone from the live view.
+  local newest = latest
+  local ns = tonumber(ARGV[i]); i = i + 1
+  for _ = 1, ns do
+    local second = tonumber(ARGV[i])
+    if second > newest then newest = second end
+    if second < latest - live_ttl then
+      redis.call('HINCRBY', stats_key, 'too_late_seconds', 1)
+    else
+      local key = P .. ':sec:' .. ARGV[i]
+      redis.call('HINCRBYFLOAT', key, 'sum', ARGV[i + 1])
+      redis.call('HINCRBY', key, 'count', ARGV[i + 2])
+      fold_extremes(key, 'min', ARGV[i + 3], 'max', ARGV[i + 4])
+      redis.call('EXPIRE', key, live_ttl)
+      redis.call('SADD', dirty_key, ARGV[i])
+    end
+    i = i + 5
+  end
+  local nm = tonumber(ARGV[i]); i = i + 1
+  for _ = 1, nm do
+    if tonumber(ARGV[i]) >= latest - live_ttl - 60 then
+      local key = P .. ':min:' .. ARGV[i]
+      redis.call('HINCRBYFLOAT', key, 'sum', ARGV[i + 1])
+      redis.call('HINCRBY', key, 'count', ARGV[i + 2])
+      fold_extremes(key, 'min', ARGV[i + 3], 'max', ARGV[i + 4])
+      redis.call('EXPIRE', key, live_ttl + 120)
+    end
+    i = i + 5
+  end
+  local nr = tonumber(ARGV[i]); i = i + 1
+  for _ = 1, nr do
+    local second, region = ARGV[i], ARGV[i + 1]
+    local k_meters = tonumber(ARGV[i + 8])
+    if tonumber(second) < latest - region_ttl then
+      redis.call('HINCRBY', stats_key, 'too_late_regions', 1)
+    else
+      local key = P .. ':rsec:' .. second
+      redis.call('HINCRBYFLOAT', key, 'sum:' .. region, ARGV[i + 2])
+      redis.call('HINCRBY', key, 'cnt:' .. region, ARGV[i + 3])
+      fold_extremes(key, nil, nil, 'max:' .. region, ARGV[i + 4])
+      if tonumber(ARGV[i + 7]) > 0 then
+        redis.call('HINCRBYFLOAT', key, 'lat:' .. region, ARGV[i + 5])
+        redis.call('HINCRBYFLOAT', key, 'lon:' .. region, ARGV[i + 6])
+        redis.call('HINCRBY', key, 'geo:' .. region, ARGV[i + 7])
+        redis.call('HINCRBYFLOAT', geo_key, 'lat:' .. region, ARGV[i + 5])
+        redis.call('HINCRBYFLOAT', geo_key, 'lon:' .. region, ARGV[i + 6])
+        redis.call('HINCRBY', geo_key, 'n:' .. region, ARGV[i + 7])
+      end
+      if k_meters > 0 then
+        local set_key = P .. ':rmet:' .. second .. ':' .. region
+        for j = i + 9, i + 8 + k_meters, 1000 do
+          redis.call('SADD', set_key, unpack(ARGV, j, math.min(j + 999, i + 8 + k_meters)))
+        end
+        redis.call('EXPIRE', set_key, late_ttl)
+        -- After the late window the set is gone: keep the larger count (a lower bound).
+        local distinct = redis.call('SCARD', set_key)
+        local stored = tonumber(redis.call('HGET', key, 'mc:' .. region) or '0')
+        if distinct > stored then redis.call('HSET', key, 'mc:' .. region, distinct) end
+      end
+      redis.call('EXPIRE', key, region_ttl)
+      redis.call('SADD', dirty_key, second)
+    end
+    i = i + 9 + k_meters
+  end
+  local nu = tonumber(ARGV[i]); i = i + 1
+  for _ = 1, nu do
+    fold_meter(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4])
+    i = i + 5
+  end
+  if newest > latest then
+    latest = newest
+    redis.call('SET', P .. ':agg:latest', newest)
+  end
+end
+
 local results = {}
 local i = 6
 for k = 1, n do
   local span = tonumber(ARGV[i])
-  local source, first, last = ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
-  local next_i = i + span
-  local wm = redis.call('HGET', wm_key, source)
-  local outcome
-  if not wm or first == tonumber(wm) + 1 then
-    outcome = 1
-  elseif last <= tonumber(wm) then
-    outcome = 0
-  elseif first > tonumber(wm) + 1 then
-    outcome = -1
-  else
-    outcome = -2
-  end
+  local outcome, ranges = classify(i)
   results[k] = outcome
-  if outcome == 0 then redis.call('HINCRBY', stats_key, 'duplicates', 1) end
-  if outcome == -2 then redis.call('HINCRBY', stats_key, 'overlaps', 1) end
-
+  -- A merged group that is not applied changes nothing: its summaries are folded (and
+  -- counted) one by one next.
+  if outcome == 0 and ranges == 1 then redis.call('HINCRBY', stats_key, 'duplicates', 1) end
+  if outcome == -2 and ranges == 1 then redis.call('HINCRBY', stats_key, 'overlaps', 1) end
   if outcome == 1 then
-    redis.call('HSET', wm_key, source, ARGV[i + 3])
-    redis.call('HINCRBY', stats_key, 'applied', 1)
-    i = i + 4
-    -- Seconds: older than the newest minus the retention are gone from the live view.
-    local newest = latest
-    local ns = tonumber(ARGV[i]); i = i + 1
-    for _ = 1, ns do
-      local second = tonumber(ARGV[i])
-      if second > newest then newest = second end
-      if second < latest - live_ttl then
-        redis.call('HINCRBY', stats_key, 'too_late_seconds', 1)
-      else
-        local key = P .. ':sec:' .. ARGV[i]
-        redis.call('HINCRBYFLOAT', key, 'sum', ARGV[i + 1])
-        redis.call('HINCRBY', key, 'count', ARGV[i + 2])
-        fold_extremes(key, 'min', ARGV[i + 3], 'max', ARGV[i + 4])
-        redis.call('EXPIRE', key, live_ttl)
-        redis.call('SADD', dirty_key, ARGV[i])
-      end
-      i = i + 5
+    for r = 0, ranges - 1 do
+      redis.call('HSET', wm_key, ARGV[i + 2 + 3 * r], ARGV[i + 4 + 3 * r])
     end
-    local nm = tonumber(ARGV[i]); i = i + 1
-    for _ = 1, nm do
-      if tonumber(ARGV[i]) >= latest - live_ttl - 60 then
-        local key = P .. ':min:' .. ARGV[i]
-        redis.call('HINCRBYFLOAT', key, 'sum', ARGV[i + 1])
-        redis.call('HINCRBY', key, 'count', ARGV[i + 2])
-        fold_extremes(key, 'min', ARGV[i + 3], 'max', ARGV[i + 4])
-        redis.call('EXPIRE', key, live_ttl + 120)
-      end
-      i = i + 5
-    end
-    local nr = tonumber(ARGV[i]); i = i + 1
-    for _ = 1, nr do
-      local second, region = ARGV[i], ARGV[i + 1]
-      local k_meters = tonumber(ARGV[i + 8])
-      if tonumber(second) < latest - region_ttl then
-        redis.call('HINCRBY', stats_key, 'too_late_regions', 1)
-      else
-        local key = P .. ':rsec:' .. second
-        redis.call('HINCRBYFLOAT', key, 'sum:' .. region, ARGV[i + 2])
-        redis.call('HINCRBY', key, 'cnt:' .. region, ARGV[i + 3])
-        fold_extremes(key, nil, nil, 'max:' .. region, ARGV[i + 4])
-        if tonumber(ARGV[i + 7]) > 0 then
-          redis.call('HINCRBYFLOAT', key, 'lat:' .. region, ARGV[i + 5])
-          redis.call('HINCRBYFLOAT', key, 'lon:' .. region, ARGV[i + 6])
-          redis.call('HINCRBY', key, 'geo:' .. region, ARGV[i + 7])
-          redis.call('HINCRBYFLOAT', geo_key, 'lat:' .. region, ARGV[i + 5])
-          redis.call('HINCRBYFLOAT', geo_key, 'lon:' .. region, ARGV[i + 6])
-          redis.call('HINCRBY', geo_key, 'n:' .. region, ARGV[i + 7])
-        end
-        if k_meters > 0 then
-          local set_key = P .. ':rmet:' .. second .. ':' .. region
-          local chunk = {}
-          for j = 1, k_meters do
-            chunk[#chunk + 1] = ARGV[i + 8 + j]
-            if #chunk == 1000 or j == k_meters then
-              redis.call('SADD', set_key, unpack(chunk))
-              chunk = {}
-            end
-          end
-          redis.call('EXPIRE', set_key, late_ttl)
-          -- After the late window the set is gone: keep the larger count (a lower bound).
-          local distinct = redis.call('SCARD', set_key)
-          local stored = tonumber(redis.call('HGET', key, 'mc:' .. region) or '0')
-          if distinct > stored then redis.call('HSET', key, 'mc:' .. region, distinct) end
-        end
-        redis.call('EXPIRE', key, region_ttl)
-        redis.call('SADD', dirty_key, second)
-      end
-      i = i + 9 + k_meters
-    end
-    local nu = tonumber(ARGV[i]); i = i + 1
-    for _ = 1, nu do
-      fold_meter(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4])
-      i = i + 5
-    end
-    if newest > latest then
-      latest = newest
-      redis.call('SET', P .. ':agg:latest', newest)
-    end
+    redis.call('HINCRBY', stats_key, 'applied', ranges)
+    apply_block(i + 2 + 3 * ranges)
   end
-  i = next_i
+  i = i + span
 end
 return results
