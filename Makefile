@@ -40,4 +40,7 @@ bench-aggregator: ## Aggregator fold-rate benchmark
 bench-freshness: ## Produce-to-dashboard freshness at 50k readings/s
 	$(UV) run --no-sync python bench/bench_freshness.py $(ARGS)
 
-.PHONY: help install stack-up stack-down run unit test bench-ingest bench-aggregator bench-freshness
+bench-aggregations: ## Aggregations in one run: fold rate, ingest cost on vs off, freshness at 50k readings/s
+	$(UV) run --no-sync python bench/bench_aggregations.py $(ARGS)
+
+.PHONY: help install stack-up stack-down run unit test bench-ingest bench-aggregator bench-freshness bench-aggregations

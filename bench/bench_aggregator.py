@@ -35,6 +35,39 @@ async def fold_rate(redis: Redis, summaries, group: int) -> float:
     return elapsed
 
 
+GROUPS = (1, 5, 20)  # summaries per EVALSHA; 20 is SMARTGRID_AGGREGATOR_FOLD_GROUP's default
+
+
+async def measure(meters: int = 2000, seconds: int = 30, partitions: int = 8, batch: int = 1000,
+                  redis_url: str = "redis://127.0.0.1:6379/0", groups: tuple[int, ...] = GROUPS,
+                  quiet: bool = False) -> dict:
+    """Fold every summary once per group size; prints a line per group (unless ``quiet``) and returns
+    ``{"summaries", "readings", "batch", "meters", "partitions", "groups": {group: {"summaries_per_s",
+    "readings_per_s", "seconds", "ratio_to_single"}}}``."""
+    readings = make_readings(meters, seconds, int(time.time()) - seconds, seed=1)
+    summaries = make_summaries(readings, partitions, batch)
+    redis = Redis.from_url(redis_url)
+    out: dict = {"summaries": len(summaries), "readings": len(readings), "batch": batch, "meters": meters,
+                 "partitions": partitions, "groups": {}}
+    if not quiet:
+        print(f"{len(summaries)} summaries, {len(readings)} readings, {batch} readings/summary, "
+              f"{meters} meters, {partitions} partitions")
+    baseline = None
+    try:
+        for group in groups:
+            elapsed = await fold_rate(redis, summaries, group)
+            rate = len(summaries) / elapsed
+            baseline = baseline or rate
+            out["groups"][group] = {"summaries_per_s": rate, "readings_per_s": len(readings) / elapsed,
+                                    "seconds": elapsed, "ratio_to_single": rate / baseline}
+            if not quiet:
+                print(f"group {group:>3}: {rate:10,.0f} summaries/s  {len(readings) / elapsed:12,.0f} readings/s  "
+                      f"(x{rate / baseline:.2f} vs one per EVALSHA)")
+    finally:
+        await redis.aclose()
+    return out
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--meters", type=int, default=2000)
@@ -43,19 +76,7 @@ async def main() -> None:
     parser.add_argument("--batch", type=int, default=1000, help="readings per summary (one ingest batch)")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     args = parser.parse_args()
-    readings = make_readings(args.meters, args.seconds, int(time.time()) - args.seconds, seed=1)
-    summaries = make_summaries(readings, args.partitions, args.batch)
-    redis = Redis.from_url(args.redis)
-    print(f"{len(summaries)} summaries, {len(readings)} readings, {args.batch} readings/summary, "
-          f"{args.meters} meters, {args.partitions} partitions")
-    baseline = None
-    for group in (1, 5, 20):
-        elapsed = await fold_rate(redis, summaries, group)
-        rate = len(summaries) / elapsed
-        baseline = baseline or rate
-        print(f"group {group:>3}: {rate:10,.0f} summaries/s  {len(readings) / elapsed:12,.0f} readings/s  "
-              f"(x{rate / baseline:.2f} vs one per EVALSHA)")
-    await redis.aclose()
+    await measure(args.meters, args.seconds, args.partitions, args.batch, args.redis)
 
 
 if __name__ == "__main__":

@@ -435,6 +435,46 @@ def bench_e2e(args, topic: str, records: int, mode: str, stamp: str) -> dict:
     return result
 
 
+def run_on_off(args, records: list[tuple[bytes, bytes]], topic: str, stamp: str, best_capacity: float | None,
+               databases: list[str], groups: list[str], prefixes: list[str]) -> tuple[dict[str, dict], float]:
+    """Kafka -> InfluxDB through ``python -m ingest``, aggregations off then on, on the same records.
+
+    Produces ``records`` into a fresh ``PARTITIONS``-partition ``topic`` (not timed; ``records`` is
+    emptied afterwards to free its memory), then runs :func:`bench_e2e` for each mode and prints a line
+    each. Appends every database, consumer group and Redis prefix it creates to the given lists *before*
+    creating it, so the caller's :func:`cleanup` (with ``[topic, topic + ".dlq"]``) removes them even
+    when a run fails. ``best_capacity`` (points/s, or None) adds the ratio to InfluxDB's capacity.
+    Returns ({"off": run, "on": run}, cost of aggregations in percent of the "off" throughput).
+    """
+    records_n = len(records)
+    admin = AdminClient({"bootstrap.servers": args.brokers})
+    admin.create_topics([NewTopic(topic, PARTITIONS, 1)])[topic].result(30)
+    began = time.perf_counter()
+    produce(records, args.brokers, topic, timeout_s=600)
+    print(f"  produced {records_n:,} records to {topic} ({PARTITIONS} partitions) in "
+          f"{time.perf_counter() - began:.1f} s (not timed)")
+    records.clear()
+    runs: dict[str, dict] = {}
+    for mode in ("off", "on"):
+        databases.append(f"bench_ingest_{stamp}_agg_{mode}")
+        groups.append(f"bench-ingest-{stamp}-{mode}")
+        prefixes.append(f"bench-ingest-{stamp}-{mode}")
+        run = bench_e2e(args, topic, records_n, mode, stamp)
+        runs[mode] = run
+        totals = run["totals"]
+        capacity = ""
+        if best_capacity:
+            run["ratio_to_capacity"] = run["msgs_per_s"] / best_capacity
+            capacity = f"  x{run['ratio_to_capacity']:.2f} of capacity (target >= 0.85)"
+        print(f"  Kafka -> InfluxDB, aggregations {mode:<3}: {run['msgs_per_s']:>10,.0f} msgs/s "
+              f"({records_n:,} in {run['seconds']:.2f} s){capacity}")
+        print(f"      stored {run['stored']:,} ({'OK' if run['count_ok'] else 'MISMATCH'}), dead-lettered "
+              f"{totals['dead_lettered']}, InfluxDB retries {totals.get('influx_retries', '?')}, summaries {totals['summaries']:,}, peak RSS {run['peak_rss_mb']:.0f} MB, "
+              f"CPU ingest {run['ingest_cpu_cores']:.2f} cores, influxd {run['influxd_cpu_cores']:.2f} cores")
+    cost = (1 - runs["on"]["msgs_per_s"] / runs["off"]["msgs_per_s"]) * 100
+    return runs, cost
+
+
 # ---- clean-up --------------------------------------------------------------------------------
 
 def cleanup(args, databases: list[str], topics: list[str], groups: list[str], prefixes: list[str]) -> None:
@@ -471,7 +511,9 @@ def cleanup(args, databases: list[str], topics: list[str], groups: list[str], pr
 
 # ---- main ------------------------------------------------------------------------------------
 
-def main() -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """This script's options; ``build_parser().parse_args([])`` gives the defaults (used by
+    bench_aggregations.py)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=None, help="records end to end (default 1,000,000; --quick 200,000)")
     parser.add_argument("--quick", action="store_true", help="200k records end to end, fewer repetitions")
@@ -486,7 +528,14 @@ def main() -> int:
     parser.add_argument("--brokers", default=os.environ.get("KAFKA_BROKERS", "127.0.0.1:9092"))
     parser.add_argument("--influxdb", default=os.environ.get("INFLUXDB_URL", "http://127.0.0.1:8086"))
     parser.add_argument("--redis", default=os.environ.get("SMARTGRID_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    return parser
+
+
+def main() -> int:
+    parser = build_parser()
     args = parser.parse_args()
+    # SIGTERM (kill, timeout) exits through the finally blocks: ingest stopped, topics/databases removed
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     records_n = args.records or (200_000 if args.quick else 1_000_000)
     repeat = args.repeat or (3 if args.quick else 5)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -541,27 +590,8 @@ def main() -> int:
         out["capacity"] = {"runs": capacities, "best_points_per_s": best_capacity}
 
         # 2b. Kafka -> InfluxDB
-        admin = AdminClient({"bootstrap.servers": args.brokers})
-        admin.create_topics([NewTopic(topic, PARTITIONS, 1)])[topic].result(30)
-        began = time.perf_counter()
-        produce(records, args.brokers, topic, timeout_s=600)
-        print(f"  produced {records_n:,} records to {topic} ({PARTITIONS} partitions) in "
-              f"{time.perf_counter() - began:.1f} s (not timed)")
+        runs, cost = run_on_off(args, records, topic, stamp, best_capacity, databases, groups, prefixes)
         del records
-        for mode in ("off", "on"):
-            databases.append(f"bench_ingest_{stamp}_agg_{mode}")
-            groups.append(f"bench-ingest-{stamp}-{mode}")
-            prefixes.append(f"bench-ingest-{stamp}-{mode}")
-            run = bench_e2e(args, topic, records_n, mode, stamp)
-            run["ratio_to_capacity"] = run["msgs_per_s"] / best_capacity
-            runs[mode] = run
-            totals = run["totals"]
-            print(f"  Kafka -> InfluxDB, aggregations {mode:<3}: {run['msgs_per_s']:>10,.0f} msgs/s "
-                  f"({records_n:,} in {run['seconds']:.2f} s)  x{run['ratio_to_capacity']:.2f} of capacity (target >= 0.85)")
-            print(f"      stored {run['stored']:,} ({'OK' if run['count_ok'] else 'MISMATCH'}), dead-lettered "
-                  f"{totals['dead_lettered']}, InfluxDB retries {totals.get('influx_retries', '?')}, summaries {totals['summaries']:,}, peak RSS {run['peak_rss_mb']:.0f} MB, "
-                  f"CPU ingest {run['ingest_cpu_cores']:.2f} cores, influxd {run['influxd_cpu_cores']:.2f} cores")
-        cost = (1 - runs["on"]["msgs_per_s"] / runs["off"]["msgs_per_s"]) * 100
         out["e2e"] = runs
         out["aggregation_cost_percent"] = cost
         print(f"  cost of aggregations: {cost:.1f}% (target <= 15%)")
