@@ -412,6 +412,14 @@ def test_silence_marks_a_meter_offline_and_its_next_reading_clears_it(names, pip
 # ---- 5. InfluxDB down for 20 s ----------------------------------------------------------------
 
 
+def live_readings(redis, prefix: str) -> int:
+    """Readings folded into the live per-second totals so far."""
+    total = 0
+    for key in redis.scan_iter(f"{prefix}:sec:*", count=1000):
+        total += int(redis.hget(key, "count") or 0)
+    return total
+
+
 def test_influxdb_down_for_20s_the_pipeline_catches_up_exactly(names, pipeline, redis):
     records = dataset(60_000, meters=2_000, start_ms=now_ms() - 1_800_000, seed=25)
     pipeline.start_aggregator()
@@ -461,6 +469,14 @@ def test_influxdb_down_for_20s_the_pipeline_catches_up_exactly(names, pipeline, 
         wait_until(lambda: writer_status() == 503, 20, "the writer to report not-ready")
         wait_until(lambda: not service.ready(), 20, "ingest to report not-ready")
         assert writer_backlog()
+        # The live view does not wait for InfluxDB: every valid reading produced is folded while
+        # most of them cannot be committed.
+        committed = service.totals()["committed"]
+        thread.join(60)
+        valid = sum(1 for r in records if r.label == "valid")
+        wait_until(lambda: live_readings(redis, names.prefix) >= valid, 20, "every reading in the live view")
+        assert live_readings(redis, names.prefix) == valid
+        assert service.totals()["committed"] == committed < len(records)
         time.sleep(max(0.0, 20 - (time.monotonic() - stopped)))
     finally:
         stack_command("start-server", "influxdb")
