@@ -90,7 +90,7 @@ def test_summary_args_start_with_their_own_length_and_keep_floats_exact():
     args = summary_args(s)
     assert int(args[0]) == len(args)
     assert args[1:5] == ["1", "t:3", "10", "19"]
-    assert "0.1" in args and "m2" in args
+    assert "0.1" in args and "m1\nm2" in args  # meter ids: one argument
     assert args[-5:] == ["m1", "a,b", "fault", "5", "4"]
     full = fold_args("p", FoldConfig(86400, 3600, 300), [[s], [s]])
     assert full[:5] == ["p", "86400", "3600", "300", "2"] and len(full) == 5 + 2 * len(args)

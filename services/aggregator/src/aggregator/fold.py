@@ -72,7 +72,8 @@ def block_args(seconds: list[SecondPartial], regions: list[RegionPartial], meter
     """Partials as the fold script reads them.
 
     Layout: ``n`` + n*5 second fields, ``n`` + n*5 minute fields, ``n`` + per region (second,
-    region, sum, count, max, lat_sum, lon_sum, geo_count, k, k meter ids), ``n`` + n*5 meter
+    region, sum, count, max, lat_sum, lon_sum, geo_count, k, the k meter ids joined by line breaks,
+    which no tag value can hold: one argument, not k), ``n`` + n*5 meter
     update fields (meter, region, status, at_ms, last_reading_ms).
     """
     body: list[str] = [str(len(seconds))]
@@ -85,7 +86,7 @@ def block_args(seconds: list[SecondPartial], regions: list[RegionPartial], meter
     body.append(str(len(regions)))
     for r in regions:
         body += [str(r.second), r.region, num(r.sum_kwh), str(r.count), num(r.max_kwh)]
-        body += [num(r.lat_sum), num(r.lon_sum), str(r.geo_count), str(len(r.meters)), *r.meters]
+        body += [num(r.lat_sum), num(r.lon_sum), str(r.geo_count), str(len(r.meters)), "\n".join(r.meters)]
     body.append(str(len(meters)))
     for u in meters:
         body += [u.meter_id, u.region, u.status, str(u.at_ms), str(u.last_reading_ms)]

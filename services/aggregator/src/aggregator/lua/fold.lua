@@ -168,9 +168,15 @@ local function apply_block(i)
       end
       if k_meters > 0 then
         local set_key = P .. ':rmet:' .. second .. ':' .. region
-        for j = i + 9, i + 8 + k_meters, 1000 do
-          redis.call('SADD', set_key, unpack(ARGV, j, math.min(j + 999, i + 8 + k_meters)))
+        local ids = {}
+        for id in string.gmatch(ARGV[i + 9], '[^\n]+') do
+          ids[#ids + 1] = id
+          if #ids == 1000 then
+            redis.call('SADD', set_key, unpack(ids))
+            ids = {}
+          end
         end
+        if #ids > 0 then redis.call('SADD', set_key, unpack(ids)) end
         redis.call('EXPIRE', set_key, late_ttl)
         -- After the late window the set is gone: keep the larger count (a lower bound).
         local distinct = redis.call('SCARD', set_key)
@@ -180,7 +186,7 @@ local function apply_block(i)
       redis.call('EXPIRE', key, region_ttl)
       redis.call('SADD', dirty_key, second)
     end
-    i = i + 9 + k_meters
+    i = i + 10
   end
   local nu = tonumber(ARGV[i]); i = i + 1
   for _ = 1, nu do
