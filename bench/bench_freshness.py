@@ -76,7 +76,8 @@ def _poll_loop(api: str, ingest_url: str, interval: float, parent: int, target, 
     while not stop.is_set() and os.getppid() == parent:
         sent = time.time()
         try:
-            body = client.get(f"{api}/api/live", params={"seconds": 120}).json()
+            # The last 60 s: what a live chart shows; a second later than that counts as never complete.
+            body = client.get(f"{api}/api/live", params={"seconds": 60}).json()
             seen = time.time()
             request_ms.append((seen - sent) * 1000)
             counts = {p["second"]: p["reading_count"] for p in body["points"]}

@@ -107,70 +107,80 @@ impl Processor {
         if partitions.len() != n || offsets.len() != n {
             return Err(PyValueError::new_err("values, partitions and offsets must have the same length"));
         }
-        // Borrow every value's bytes without copying; the GIL is held for the whole call.
+        // Borrow every value's bytes without copying. `owned` holds a reference to each (immutable)
+        // bytes object until the call returns, so the slices stay valid with the GIL released.
         let mut raw: Vec<Option<&[u8]>> = Vec::with_capacity(n);
+        let mut owned: Vec<Py<PyAny>> = Vec::with_capacity(n);
         for item in values.iter() {
             if item.is_none() {
                 raw.push(None);
             } else {
                 let bytes = item.downcast::<PyBytes>()?;
-                // SAFETY: the list keeps the bytes objects alive for the duration of this call.
+                // SAFETY: see `owned` above.
                 raw.push(Some(unsafe { std::slice::from_raw_parts(bytes.as_bytes().as_ptr(), bytes.as_bytes().len()) }));
+                owned.push(item.clone().unbind());
             }
         }
-        let mut body: Vec<u8> = Vec::with_capacity(if self.lines { n * 200 } else { 0 });
-        let mut rejected = Vec::new();
-        let mut ranges: Vec<(i32, i64, i64)> = Vec::new();
-        let mut valid = 0usize;
         let unit = self.unit;
         let aggregations = self.aggregations;
         let lines = self.lines;
-        let mut i = 0;
-        while i < n {
-            // Kafka hands out records in runs of one partition: look its state up once per run.
-            let partition = partitions[i];
-            let mut end = i + 1;
-            while end < n && partitions[end] == partition {
-                end += 1;
-            }
-            let (run_first, run_last) = (offsets[i..end].iter().min().copied().unwrap_or(0), offsets[i..end].iter().max().copied().unwrap_or(0));
-            match ranges.iter_mut().find(|r| r.0 == partition) {
-                Some(r) => {
-                    r.1 = r.1.min(run_first);
-                    r.2 = r.2.max(run_last);
+        let states = &mut self.partitions;
+        // Decoding runs without the GIL: the worker's other threads (the live path, InfluxDB
+        // writes, commits) keep going on another core meanwhile.
+        let (body, rejected, ranges, valid) = py.allow_threads(move || {
+            let mut body: Vec<u8> = Vec::with_capacity(if lines { n * 200 } else { 0 });
+            let mut rejected = Vec::new();
+            let mut ranges: Vec<(i32, i64, i64)> = Vec::new();
+            let mut valid = 0usize;
+            let mut i = 0;
+            while i < n {
+                // Kafka hands out records in runs of one partition: look its state up once per run.
+                let partition = partitions[i];
+                let mut end = i + 1;
+                while end < n && partitions[end] == partition {
+                    end += 1;
                 }
-                None => ranges.push((partition, run_first, run_last)),
-            }
-            let state = self.partitions.entry(partition).or_default();
-            state.begin_batch_if_needed(run_first);
-            for j in i..end {
-                let reading = match raw[j] {
-                    None => Err("empty record (no value)".to_string()),
-                    Some(bytes) => parse_record(bytes, unit),
-                };
-                match reading {
-                    Ok(reading) => {
-                        if lines {
-                            lineproto::write_line(&mut body, &reading);
-                        }
-                        valid += 1;
-                        if aggregations {
-                            state.fold(&reading, offsets[j]);
-                        }
+                let (run_first, run_last) = (offsets[i..end].iter().min().copied().unwrap_or(0), offsets[i..end].iter().max().copied().unwrap_or(0));
+                match ranges.iter_mut().find(|r| r.0 == partition) {
+                    Some(r) => {
+                        r.1 = r.1.min(run_first);
+                        r.2 = r.2.max(run_last);
                     }
-                    Err(reason) => rejected.push((j, reason)),
+                    None => ranges.push((partition, run_first, run_last)),
+                }
+                let state = states.entry(partition).or_default();
+                state.begin_batch_if_needed(run_first);
+                for j in i..end {
+                    let reading = match raw[j] {
+                        None => Err("empty record (no value)".to_string()),
+                        Some(bytes) => parse_record(bytes, unit),
+                    };
+                    match reading {
+                        Ok(reading) => {
+                            if lines {
+                                lineproto::write_line(&mut body, &reading);
+                            }
+                            valid += 1;
+                            if aggregations {
+                                state.fold(&reading, offsets[j]);
+                            }
+                        }
+                        Err(reason) => rejected.push((j, reason)),
+                    }
+                }
+                i = end;
+            }
+            for &(partition, _first, last) in &ranges {
+                let state = states.get_mut(&partition).expect("state exists");
+                if aggregations {
+                    state.extend_batch(last);
+                } else {
+                    state.skip_batch();
                 }
             }
-            i = end;
-        }
-        for &(partition, _first, last) in &ranges {
-            let state = self.partitions.get_mut(&partition).expect("state exists");
-            if aggregations {
-                state.extend_batch(last);
-            } else {
-                state.skip_batch();
-            }
-        }
+            (body, rejected, ranges, valid)
+        });
+        drop(owned);
         Ok(BatchResult { body: PyBytes::new_bound(py, &body).unbind(), valid, rejected, ranges })
     }
 }
