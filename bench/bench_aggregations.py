@@ -84,8 +84,8 @@ def fold_part(args) -> dict:
     result = asyncio.run(bench_aggregator.measure(args.fold_meters, args.fold_seconds, args.fold_partitions,
                                                   args.fold_batch, redis_url, groups))
     result["groups"] = {str(group): figures for group, figures in result["groups"].items()}
-    result["headline_group"] = args.fold_group
-    result["headline"] = result["groups"][str(args.fold_group)]
+    result["headline_group"] = f"merged {bench_aggregator.MERGED}"
+    result["headline"] = result["merged"]
     return result
 
 
@@ -162,10 +162,13 @@ def main() -> int:
     if "fold" in out:
         fold = out["fold"]
         head = fold["headline"]
-        row(f"fold rate, {args.fold_group} per EVALSHA, {fold['batch']:,} readings/summary",
+        row(f"fold rate, merged reads of {bench_aggregator.MERGED}, {fold['batch']:,} readings/summary",
             f"{head['summaries_per_s']:,.0f} summaries/s")
-        row(f"fold rate, readings represented (group {args.fold_group})", f"{head['readings_per_s']:,.0f} readings/s",
+        row("fold rate, readings represented (merged)", f"{head['readings_per_s']:,.0f} readings/s",
             f">= {fold_target:,.0f} readings/s", head["readings_per_s"] >= fold_target)
+        grouped = fold["groups"][str(args.fold_group)]
+        row(f"fold rate, one by one, {args.fold_group} per EVALSHA (context)",
+            f"{grouped['summaries_per_s']:,.0f} /s, {grouped['readings_per_s']:,.0f} r/s")
         single = fold["groups"]["1"]
         row("fold rate, one summary per EVALSHA (context)",
             f"{single['summaries_per_s']:,.0f} /s, {single['readings_per_s']:,.0f} r/s")
