@@ -303,8 +303,11 @@ def run(rate: int = 50_000, seconds: float = 30.0, warmup: float = 3.0, batch: i
               f"{32} partitions, writer {'off' if args.no_writer else 'on'}, poll every {args.poll * 1000:.0f} ms, "
               f"first {args.warmup:.0f} s left out, readings generated "
               f"{'while producing' if args.live_generate else 'before the timed phase'}")
+        # Service settings taken from this environment (e.g. PROCESSOR_QUEUE_SIZE=20000 ...).
+        inherited = " ".join(f"{k}={v}" for k, v in sorted(os.environ.items())
+                             if k.startswith(("PROCESSOR_", "INFLUXDB_", "KAFKA_", "SMARTGRID_")) and k not in ingest_env)
         print(f"  settings: KAFKA_BATCH_TIMEOUT={ingest_env['KAFKA_BATCH_TIMEOUT']} INFLUXDB_BATCH_TIMEOUT={ingest_env['INFLUXDB_BATCH_TIMEOUT']} "
-              f"(others default)")
+              f"{inherited + ' ' if inherited else ''}(others default)")
         print(f"  produced: {total:,} readings in {elapsed:.1f} s = {total / elapsed:,.0f} readings/s achieved")
         print(f"  ingest: committed {totals.get('committed', 0):,}, written {totals.get('written', 0):,}; "
               f"aggregator: applied {stats.get('applied', 0):,} summaries ({r.xlen(summary_stream(names.prefix)):,} in the stream)")
