@@ -289,18 +289,21 @@ def test_kill_9_of_every_service_and_duplicate_summaries_are_still_exact(names, 
     truth = truth_from_topic(names.topic, len(records), invalid_of(records))
 
     # Ingest alone first: summaries pile up in the stream; kill -9 it mid-stream.
-    first = pipeline.start_ingest(KAFKA_BATCH_SIZE="2000", INFLUXDB_BATCH_SIZE="2000")
+    # A publish per consumed batch: many small chained summaries for the aggregator to be killed in.
+    first = pipeline.start_ingest(KAFKA_BATCH_SIZE="2000", INFLUXDB_BATCH_SIZE="2000", SMARTGRID_SUMMARY_INTERVAL="10ms")
     first.wait_committed(30_000)
     first.kill9()
     assert not all_committed(names), "the ingest kill came too late to be mid-stream"
     dup_before = inject_duplicates(redis, names.prefix, every=7)
 
-    # The aggregator folds slowly (small reads); kill -9 it while summaries are in flight.
-    pipeline.start_aggregator(SMARTGRID_AGGREGATOR_BATCH="5", SMARTGRID_AGGREGATOR_FOLD_GROUP="2")
+    # The aggregator folds slowly (one summary per read: no merged folds); kill -9 it while
+    # summaries are in flight, as soon as its first folds landed.
+    pipeline.start_aggregator(SMARTGRID_AGGREGATOR_BATCH="1", SMARTGRID_AGGREGATOR_FOLD_GROUP="1")
     # The first writer holds every batch 3 s between InfluxDB's ack and its XACK.
     pipeline.start_writer("w1", SMARTGRID_WRITER_ACK_DELAY="3s")
     second = pipeline.start_ingest(KAFKA_BATCH_SIZE="2000", INFLUXDB_BATCH_SIZE="2000")
-    wait_until(lambda: pipeline.aggregator_stats(redis).get("applied", 0) >= 20, 60, "the aggregator to fold something")
+    wait_until(lambda: pipeline.aggregator_stats(redis).get("applied", 0) >= 3, 60, "the aggregator to fold something",
+               interval=0.005)
     assert not summaries_drained(redis, names.prefix), "the aggregator kill came too late to be mid-fold"
     pipeline.aggregator.send_signal(signal.SIGKILL)
     pipeline.aggregator.wait()

@@ -103,8 +103,8 @@ def publish(redis: Redis, prefix: str, summaries) -> None:
 def query(database: str, statement: str) -> list[dict]:
     response = httpx.get(f"{INFLUX}/query", params={"db": database, "q": statement, "epoch": "s"}, timeout=10)
     result = response.json()["results"][0]
-    if "database not found" in result.get("error", ""):
-        return []  # the writer has not created it yet
+    if any(missing in result.get("error", "") for missing in ("database not found", "retention policy not found")):
+        return []  # the writer has not created it yet (database first, then its retention policies)
     assert "error" not in result, result
     return result.get("series", [])
 
