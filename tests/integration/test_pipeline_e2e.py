@@ -261,6 +261,31 @@ def test_known_dataset_through_the_whole_pipeline_is_exact(names, pipeline, redi
     assert stats.get("overlaps", 0) == 0 and stats.get("too_late_seconds", 0) == 0, stats
 
 
+def test_group_mode_rebalance_mid_stream_is_exact(names, pipeline, redis):
+    """Two replicas subscribing as a group: the second joins mid-stream, the group rebalances, and
+    each moved partition's summaries (and meter state) continue from where the first left them."""
+    records = dataset(40_000, meters=4_000, start_ms=now_ms() - 1_800_000, seed=24, silent_fraction=0.03, silent_after_s=3)
+    pipeline.start_aggregator()
+    pipeline.start_writer()
+    settings = {"SMARTGRID_ASSIGNMENT": "group", "KAFKA_BATCH_SIZE": "1000", "INFLUXDB_BATCH_SIZE": "1000"}
+    first = pipeline.start_ingest(**settings)
+    first.wait_ready()
+    chunks = [records[i : i + 2_000] for i in range(0, len(records), 2_000)]
+    produce([(r.key, r.value) for r in chunks[0]], BROKERS, names.topic)
+    first.wait_committed(1_000)
+    second = pipeline.start_ingest(**settings)  # joins: the group rebalances while records flow
+    for chunk in chunks[1:]:
+        produce([(r.key, r.value) for r in chunk], BROKERS, names.topic)
+        time.sleep(0.5)
+    truth = truth_from_topic(names.topic, len(records), invalid_of(records))
+    assert truth["status"].get("offline", 0) > 20, truth["status"]
+    wait_until(lambda: all_committed(names), 120, "the two replicas to commit every record")
+    assert second.totals().get("consumed", 0) > 0, "the second replica never got a partition"
+    pipeline.wait_exact(truth)
+    stats = pipeline.aggregator_stats(redis)
+    assert stats.get("overlaps", 0) == 0, stats
+
+
 # ---- 2. the same with faults ------------------------------------------------------------------
 
 

@@ -99,13 +99,14 @@ class LivePath(threading.Thread):
         self._assigned: dict[int, TopicPartition] = {}
         self._last_checkpoint = time.monotonic()
         self._checkpoint_due: set[int] = set()
+        self._checkpointed: set[int] = set()  # partitions with a checkpoint in Redis
 
     # ---- called from the worker thread ----------------------------------------------------
 
     def resume_points(self, partitions: list[int], committed: dict[int, int]) -> list[Resume]:
-        """Where each partition resumes: just after the meter-state checkpoint when there is one
-        (records up to the last published summary then only rebuild state), else just after the
-        last published summary, else at the InfluxDB path's committed offset."""
+        """Where each partition resumes: just after its meter-state checkpoint, else at the InfluxDB
+        path's committed offset (else the beginning). Records up to the last published summary
+        only rebuild meter state."""
         points = []
         for partition in partitions:
             published_raw, state = self._redis_retry(
@@ -118,8 +119,6 @@ class LivePath(threading.Thread):
             snapshot = None
             if state:
                 offset, snapshot = int(state[b"offset"]) + 1, state[b"state"]
-            elif published is not None:
-                offset = published + 1
             else:
                 offset = committed.get(partition, -1)
                 if offset < 0:
@@ -189,7 +188,7 @@ class LivePath(threading.Thread):
                 self._publish()
                 last_publish = time.monotonic()
         self._take_changes()
-        self._publish()
+        self._publish(checkpoint=list(self._position))  # a restart resumes from here
 
     def _take_changes(self) -> None:
         while True:
@@ -198,7 +197,8 @@ class LivePath(threading.Thread):
             except queue.Empty:
                 return
             if change.release:
-                self._publish()
+                # The next owner resumes from this checkpoint: meter state goes with the partition.
+                self._publish(checkpoint=change.release)
                 released = [self._assigned.pop(p) for p in change.release if p in self._assigned]
                 if released:
                     self.consumer.incremental_unassign(released)
@@ -206,10 +206,13 @@ class LivePath(threading.Thread):
                     self._consumed.pop(partition, None)
                     self._position.pop(partition, None)
                     self._checkpoint_due.discard(partition)
+                    self._checkpointed.discard(partition)
             if change.assign:
                 positions = []
                 for point in change.assign:
                     self.processor.resume(point.partition, point.published, point.snapshot)
+                    if point.snapshot is not None:
+                        self._checkpointed.add(point.partition)
                     with self._progress:
                         self._published[point.partition] = point.published if point.published is not None else (
                             point.offset - 1 if point.offset >= 0 else -1
@@ -238,19 +241,24 @@ class LivePath(threading.Thread):
             self._consumed[partition] = self._position[partition] = last
             self._checkpoint_due.add(partition)
 
-    def _publish(self) -> None:
-        """Summaries, the last published offset per partition and due checkpoints: one transaction."""
-        if not self._consumed:
-            return
-        summaries = self.processor.take_summaries()
-        snapshots = {}
+    def _publish(self, checkpoint: list[int] = ()) -> None:
+        """Summaries, the last published offset per partition and due checkpoints (those of
+        ``checkpoint`` now, whatever the interval): one transaction."""
+        # Forced ones, and a partition's first: a restart then never has to replay from the start.
+        due = [p for p in self._checkpoint_due if p in checkpoint or p not in self._checkpointed]
         if time.monotonic() - self._last_checkpoint >= self.settings.checkpoint_interval:
             self._last_checkpoint = time.monotonic()
-            for partition in self._checkpoint_due:
-                snapshot = self.processor.snapshot(partition)
-                if snapshot is not None:
-                    snapshots[partition] = (self._position[partition], snapshot)
-            self._checkpoint_due.clear()
+            due = list(self._checkpoint_due)
+        if not self._consumed and not due:
+            return
+        summaries = self.processor.take_summaries() if self._consumed else []
+        snapshots = {}
+        for partition in due:
+            snapshot = self.processor.snapshot(partition)
+            if snapshot is not None:
+                snapshots[partition] = (self._position[partition], snapshot)
+            self._checkpoint_due.discard(partition)
+            self._checkpointed.add(partition)
         consumed = dict(self._consumed)
         if summaries or snapshots:
             stream = summary_stream(self.prefix)

@@ -187,6 +187,7 @@ class Worker:
             TopicPartition(self.topic, p, committed[p] if committed.get(p, OFFSET_INVALID) >= 0 else OFFSET_BEGINNING)
             for p in partitions
         ]
+        self.committed_offsets.update({p: o for p, o in committed.items() if o >= 0})  # for the lag
         if self.live is not None:
             self.live.assign(self.live.resume_points(partitions, committed))
         log.info("partitions resumed", extra={"positions": {tp.partition: tp.offset for tp in positions}})
