@@ -147,3 +147,17 @@ def test_one_summary_per_partition_covers_every_batch_since_the_last_take():
     assert (taken[0].first_offset, taken[0].last_offset, taken[0].seconds[0].count) == (0, 1, 2)
     assert (taken[1].first_offset, taken[1].last_offset) == (0, 0)
     assert processor.take_summaries() == []
+
+
+def test_live_path_processor_builds_no_lines_but_the_same_verdicts_and_summaries():
+    """The live path's processor (lines=False) and the InfluxDB path's must agree on what is valid;
+    the live one must summarise exactly what a line-building processor would."""
+    values = [reading("a", T0, 1.0), b"{not json", reading("b", T0 + 1500, 2.5, status="fault"), reading("c", T0, -1.0)]
+    partitions, offsets = [3] * len(values), list(range(10, 10 + len(values)))
+    live = Processor("grid", "ms", True, 60_000, lines=False)
+    full = Processor("grid", "ms", True, 60_000)
+    got, expected = live.process(values, partitions, offsets), full.process(values, partitions, offsets)
+    assert got.body == b"" and expected.body.count(b"\n") == 2
+    assert (got.valid, got.rejected, got.ranges) == (expected.valid, expected.rejected, expected.ranges)
+    assert [i for i, _ in got.rejected] == [1, 3]
+    assert live.take_summaries() == full.take_summaries() != []
