@@ -22,15 +22,15 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import redis
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 from smartgrid_common.contracts import summary_stream
 
 from ._hotpath import Processor
 from .settings import IngestSettings
+from .records import readable
 from .stats import WorkerStats
 
 log = logging.getLogger(__name__)
@@ -60,15 +60,19 @@ class LivePath(threading.Thread):
         self,
         settings: IngestSettings,
         stats: WorkerStats,
-        redis_client: redis.Redis,
-        redis_retry: Callable,
         hard_stop: threading.Event,
     ) -> None:
         super().__init__(name="live-path", daemon=True)
         self.settings = settings
         self.stats = stats
-        self.redis = redis_client
-        self._redis_retry = redis_retry
+        self.redis = redis.Redis.from_url(
+            settings.redis_url,
+            password=settings.redis_password.get_secret_value() or None,
+            socket_timeout=10,
+            socket_connect_timeout=5,
+            health_check_interval=30,
+        )
+        self.redis_failures = 0
         self._hard_stop = hard_stop
         self._stop = threading.Event()
         self.topic = settings.kafka_topic
@@ -225,18 +229,10 @@ class LivePath(threading.Thread):
             change.done.set()
 
     def _fold(self, messages: list) -> None:
-        good = []
-        for message in messages:
-            error = message.error()
-            if error is None:
-                good.append(message)
-            elif error.code() != KafkaError._PARTITION_EOF:
-                if error.fatal():
-                    raise KafkaException(error)
-                log.warning("kafka error (live path)", extra={"error": str(error)})
+        good, values, partitions, offsets = readable(messages, "live")
         if not good:
             return
-        result = self.processor.process([m.value() for m in good], [m.partition() for m in good], [m.offset() for m in good])
+        result = self.processor.process(values, partitions, offsets)
         for partition, _first, last in result.ranges:
             self._consumed[partition] = self._position[partition] = last
             self._checkpoint_due.add(partition)
@@ -280,6 +276,28 @@ class LivePath(threading.Thread):
                 self._published[partition] = max(self._published.get(partition, -1), offset)
             self._progress.notify_all()
         self._update_lag()
+
+    def _redis_retry(self, action):
+        """Run a Redis action until it succeeds (backoff to 10 s); after INFLUXDB_MAX_RETRIES
+        failures the worker reports not-ready. Only a hard stop ends the retries."""
+        delay = 0.2
+        while True:
+            try:
+                result = action()
+                if self.redis_failures:
+                    log.info("redis available again")
+                self.redis_failures = 0
+                return result
+            except redis.RedisError as error:
+                self.redis_failures += 1
+                self.stats.count("redis_retries")
+                if self.redis_failures >= self.settings.influxdb_max_retries:
+                    self.stats.ready, self.stats.reason = False, f"Redis unavailable: {error}"
+                if self.redis_failures == 1 or self.redis_failures % 10 == 0:
+                    log.warning("redis unavailable, retrying", extra={"error": str(error)})
+                if self._hard_stop.wait(delay):
+                    raise
+                delay = min(delay * 2, 10.0)
 
     def _update_lag(self) -> None:
         for partition, tp in self._assigned.items():

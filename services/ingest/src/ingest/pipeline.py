@@ -29,13 +29,13 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-import redis
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_INVALID, Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_INVALID, Consumer, KafkaException, Producer, TopicPartition
 from smartgrid_common.contracts import DLQ_REASON_HEADER, DLQ_SOURCE_HEADER
 from smartgrid_common.influx import InfluxClient, Rejected
 
 from ._hotpath import Processor
 from .live import LivePath
+from .records import readable
 from .settings import IngestSettings
 from .stats import WorkerStats
 
@@ -128,7 +128,6 @@ class Worker:
         self.stats = stats
         self.stop = stop
         self.topic = settings.kafka_topic
-        self.prefix = settings.redis_prefix
         # Summaries come from the live path; this processor only validates and builds lines.
         self.processor = Processor(settings.kafka_topic, settings.timestamp_unit, False)
         common = {"bootstrap.servers": settings.kafka_brokers, **settings.kafka_security()}
@@ -150,17 +149,10 @@ class Worker:
         )
         self.dead_letters = DeadLetters(self.producer, settings.dead_letter_topic, stats)
         self.influx = InfluxClient(settings)
-        self.redis = redis.Redis.from_url(
-            settings.redis_url,
-            password=settings.redis_password.get_secret_value() or None,
-            socket_timeout=10,
-            socket_connect_timeout=5,
-            health_check_interval=30,
-        )
         self.writes = ThreadPoolExecutor(settings.influxdb_concurrency, thread_name_prefix="influx-write")
         self.live: LivePath | None = None
         if settings.processor_enable_aggregations:
-            self.live = LivePath(settings, stats, self.redis, self._redis_retry, hard_stop)
+            self.live = LivePath(settings, stats, hard_stop)
         self.pending: collections.deque[Unit] = collections.deque()
         self.finishing: queue.Queue[Unit | None] = queue.Queue()
         self.finished: queue.Queue[Unit] = queue.Queue()
@@ -169,7 +161,6 @@ class Worker:
         self.assigned: list[TopicPartition] = []
         self.paused = False
         self.write_failures = 0
-        self.redis_failures = 0
         self.committed_offsets: dict[int, int] = {}
         self.last_health = 0.0
         self.last_report = (time.monotonic(), dict(stats.counters))
@@ -245,20 +236,9 @@ class Worker:
 
     def _process(self, messages: list) -> None:
         started = time.monotonic()
-        good = []
-        for message in messages:
-            error = message.error()
-            if error is None:
-                good.append(message)
-            elif error.code() != KafkaError._PARTITION_EOF:
-                if error.fatal():
-                    raise KafkaException(error)
-                log.warning("kafka error", extra={"error": str(error)})
+        good, values, partitions, offsets = readable(messages, "influxdb")
         if not good:
             return
-        values = [m.value() for m in good]
-        partitions = [m.partition() for m in good]
-        offsets = [m.offset() for m in good]
         result = self.processor.process(values, partitions, offsets)
         unit = self.open_unit
         for index, reason in result.rejected:
@@ -341,26 +321,6 @@ class Worker:
         self.stats.count("influx_rejected", len(rejected))
         unit.dead_letters += len(rejected)
 
-    def _redis_retry(self, action):
-        delay = 0.2
-        while True:
-            try:
-                result = action()
-                if self.redis_failures:
-                    log.info("redis available again")
-                self.redis_failures = 0
-                return result
-            except redis.RedisError as error:
-                self.redis_failures += 1
-                self.stats.count("redis_retries")
-                if self.redis_failures >= self.settings.influxdb_max_retries:
-                    self.stats.ready, self.stats.reason = False, f"Redis unavailable: {error}"
-                if self.redis_failures == 1 or self.redis_failures % 10 == 0:
-                    log.warning("redis unavailable, retrying", extra={"error": str(error)})
-                if self._hard_stop.wait(delay):
-                    raise
-                delay = min(delay * 2, 10.0)
-
     def _commit_finished(self, synchronous: bool = False) -> None:
         offsets: dict[int, int] = {}
         while True:
@@ -406,7 +366,8 @@ class Worker:
         if now - self.last_health < 1.0:
             return
         self.last_health = now
-        if self.write_failures == 0 and self.redis_failures == 0 and not self.stats.ready:
+        redis_failures = self.live.redis_failures if self.live is not None else 0
+        if self.write_failures == 0 and redis_failures == 0 and not self.stats.ready:
             self.stats.ready, self.stats.reason = True, "consuming"
         self._log_statistics(now)
         for tp in self.assigned:

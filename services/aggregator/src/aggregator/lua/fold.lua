@@ -111,7 +111,6 @@ local function classify(i)
   end
   if applied == n then return 1, n end
   if duplicates == n then return 0, n end
-  if waits > 0 and n == 1 then return -1, n end
   if waits > 0 and duplicates == 0 then return -1, n end
   return -2, n
 end
