@@ -238,3 +238,38 @@ def test_merged_fold_equals_the_ground_truth_and_a_broken_chain_changes_nothing(
     stats = {k.decode(): int(v) for k, v in redis.hgetall(f"{prefix}:agg:stats").items()}
     assert stats["applied"] == len(summaries)
     assert stats.get("duplicates", 0) == 0 and stats.get("overlaps", 0) == 0
+
+
+def test_a_chained_summary_never_starts_a_watermark(redis, prefix):
+    """Two replicas: one may read a partition's second summary while the first is still pending
+    at the other (or at a dead one, until it is claimed). Folding the second one first would make
+    the first a "duplicate" and lose it; it must wait instead, alone or in a merged read."""
+    import asyncio
+
+    from redis.asyncio import Redis as AsyncRedis
+
+    from aggregator.fold import FoldConfig, Outcome
+    from aggregator.store import LiveStore
+
+    readings = make_readings(meters=200, seconds=6, start=START, seed=11)
+    summaries = make_summaries(readings, partitions=2, batch=60)
+    by_partition = {p: [s for s in summaries if s.partition == p] for p in (0, 1)}
+    seconds = seconds_of(readings)
+
+    async def scenario() -> None:
+        client = AsyncRedis.from_url(os.environ.get("SMARTGRID_REDIS_URL", "redis://127.0.0.1:6379/0"))
+        store = LiveStore(client, prefix, FoldConfig(live_ttl=86400, region_ttl=3600, late_ttl=300))
+        later = [chain[1] for chain in by_partition.values()]
+        assert all(s.chained for s in later)
+        assert await store.fold(later) == [Outcome.WAIT, Outcome.WAIT]
+        assert not await store.fold_merged(later)
+        assert dump_state(redis, prefix, seconds)["seconds"] == {}
+        # The chain starts arrive: everything applies, in any grouping.
+        firsts = [chain[0] for chain in by_partition.values()]
+        assert await store.fold(firsts) == [Outcome.APPLIED, Outcome.APPLIED]
+        rest = sorted((s for chain in by_partition.values() for s in chain[1:]), key=lambda s: (s.partition, s.first_offset))
+        assert await store.fold_merged(rest)
+        await client.aclose()
+
+    asyncio.run(scenario())
+    assert_matches(dump_state(redis, prefix, seconds), ground_truth(readings))

@@ -261,8 +261,6 @@ def test_known_dataset_through_the_whole_pipeline_is_exact(names, pipeline, redi
     assert stats.get("overlaps", 0) == 0 and stats.get("too_late_seconds", 0) == 0, stats
 
 
-@pytest.mark.xfail(strict=False, reason="known bug: in group mode a rebalance mid-stream can lose one "
-                   "partition's live summaries for a few seconds (seen once in CI); under investigation")
 def test_group_mode_rebalance_mid_stream_is_exact(names, pipeline, redis):
     """Two replicas subscribing as a group: the second joins mid-stream, the group rebalances, and
     each moved partition's summaries (and meter state) continue from where the first left them."""
@@ -286,6 +284,29 @@ def test_group_mode_rebalance_mid_stream_is_exact(names, pipeline, redis):
     pipeline.wait_exact(truth)
     stats = pipeline.aggregator_stats(redis)
     assert stats.get("overlaps", 0) == 0, stats
+
+
+def test_two_replicas_publishing_the_same_partitions_never_fork_the_chain(names, pipeline, redis):
+    """Two live paths on the same partitions (a replica the group dropped while it still ran, or
+    two replicas given the same static partitions): every publish is a compare-and-set on the
+    partition's published offset, so the loser re-resumes from Redis and the live view stays exact."""
+    records = dataset(30_000, meters=3_000, start_ms=now_ms() - 1_800_000, seed=31, silent_fraction=0.03, silent_after_s=3)
+    pipeline.start_aggregator()
+    pipeline.start_writer()
+    settings = {"SMARTGRID_PARTITIONS": "0-31", "KAFKA_BATCH_SIZE": "1000", "INFLUXDB_BATCH_SIZE": "1000"}
+    replicas = [pipeline.start_ingest(**settings), pipeline.start_ingest(**settings)]
+    for replica in replicas:
+        replica.wait_ready()
+    for start in range(0, len(records), 3_000):
+        produce([(r.key, r.value) for r in records[start : start + 3_000]], BROKERS, names.topic)
+        time.sleep(0.3)
+    truth = truth_from_topic(names.topic, len(records), invalid_of(records))
+    wait_until(lambda: all_committed(names), 120, "every record committed")
+    pipeline.wait_exact(truth)
+    stats = pipeline.aggregator_stats(redis)
+    assert stats.get("overlaps", 0) == 0, stats
+    # Both published a chain start for the partitions; the second to do so was refused.
+    assert sum(replica.totals().get("fenced", 0) for replica in replicas) > 0
 
 
 # ---- 2. the same with faults ------------------------------------------------------------------

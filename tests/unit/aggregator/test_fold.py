@@ -16,6 +16,27 @@ def test_first_summary_of_a_partition_is_applied_whatever_its_offset():
     assert classify(None, 500, 600) is Outcome.APPLIED
 
 
+def test_with_no_watermark_a_chained_summary_waits_for_the_chain_start():
+    # Its predecessor may be pending at another replica (or about to be claimed from a dead one):
+    # applying it first would turn the predecessor into a "duplicate" and lose it.
+    assert classify(None, 601, 700, chained=True) is Outcome.WAIT
+    model = LiveModel()
+    first, second = summary(500, 600), summary(601, 700)
+    second.chained = True
+    assert model.apply(second) is Outcome.WAIT
+    assert model.apply(first) is Outcome.APPLIED
+    assert model.apply(second) is Outcome.APPLIED
+    assert model.seconds[60].count == 2
+
+
+def test_the_chained_flag_survives_json_and_is_absent_for_a_chain_start():
+    start, next_one = summary(0, 9), summary(10, 19)
+    next_one.chained = True
+    assert b"chained" not in start.to_json()
+    assert Summary.from_json(next_one.to_json()).chained is True
+    assert Summary.from_json(start.to_json()).chained is False
+
+
 def test_chained_summary_is_applied():
     assert classify(99, 100, 150) is Outcome.APPLIED
 
@@ -89,7 +110,7 @@ def test_summary_args_start_with_their_own_length_and_keep_floats_exact():
                 [MeterUpdate("m1", "a,b", None, "fault", 5, 4)])
     args = summary_args(s)
     assert int(args[0]) == len(args)
-    assert args[1:5] == ["1", "t:3", "10", "19"]
+    assert args[1:6] == ["1", "t:3", "10", "19", "0"]
     assert "0.1" in args and "m1\nm2" in args  # meter ids: one argument
     assert args[-5:] == ["m1", "a,b", "fault", "5", "4"]
     full = fold_args("p", FoldConfig(86400, 3600, 300), [[s], [s]])

@@ -60,6 +60,8 @@ def test_summaries_of_a_partition_chain_offsets_even_across_empty_batches():
     assert (first.first_offset, first.last_offset) == (100, 100)
     assert (second.first_offset, second.last_offset) == (101, 102)
     assert (third.first_offset, third.last_offset) == (103, 103)
+    # Only the chain's first summary may start the aggregator's watermark.
+    assert (first.chained, second.chained, third.chained) == (False, True, True)
 
 
 def test_resume_suppresses_what_was_already_published_but_rebuilds_state():
@@ -70,6 +72,7 @@ def test_resume_suppresses_what_was_already_published_but_rebuilds_state():
     assert feed.batch(reading("a", T0, 1.0), reading("b", T0, 2.0)) is None
     summary = feed.batch(reading("a", T0 + 10, 5.0, status="fault"), reading("c", T0 + 20, 1.0))
     assert (summary.first_offset, summary.last_offset) == (12, 13)
+    assert summary.chained  # continues what was published before the restart
     assert sum(s.count for s in summary.seconds) == 2
     updates = {m.meter_id: (m.previous, m.status) for m in summary.meters}
     # "a" was known from the suppressed replay: its previous status is ok, not new

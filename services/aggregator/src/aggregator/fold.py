@@ -19,13 +19,16 @@ class Outcome(enum.IntEnum):
 
     APPLIED = 1
     DUPLICATE = 0  # last_offset <= watermark: already folded; acknowledge
-    WAIT = -1  # first_offset > watermark + 1: its predecessor is not folded yet; retry later
+    WAIT = -1  # first_offset > watermark + 1 (or chained, no watermark yet): predecessor not folded; retry
     OVERLAP = -2  # straddles the watermark: breaks the chaining contract; acknowledged, counted
 
 
-def classify(watermark: int | None, first_offset: int, last_offset: int) -> Outcome:
+def classify(watermark: int | None, first_offset: int, last_offset: int, chained: bool = False) -> Outcome:
     """Decide a summary's fate from its partition's applied-offset watermark (contracts.py)."""
-    if watermark is None or first_offset == watermark + 1:
+    if watermark is None:
+        # Nothing folded yet: only the chain's first summary may start it.
+        return Outcome.WAIT if chained else Outcome.APPLIED
+    if first_offset == watermark + 1:
         return Outcome.APPLIED
     if last_offset <= watermark:
         return Outcome.DUPLICATE
@@ -139,7 +142,7 @@ def group_args(summaries: list[Summary]) -> list[str]:
     then one block of partials (merged when there are several). Applied all or nothing."""
     body: list[str] = [str(len(summaries))]
     for summary in summaries:
-        body += [source_of(summary), str(summary.first_offset), str(summary.last_offset)]
+        body += [source_of(summary), str(summary.first_offset), str(summary.last_offset), "1" if summary.chained else "0"]
     if len(summaries) == 1:
         only = summaries[0]
         body += block_args(only.seconds, only.regions, only.meters)
@@ -226,7 +229,7 @@ class LiveModel:
     def apply(self, summary: Summary) -> Outcome:
         """Fold one summary if its offsets say so; return what happened."""
         source = source_of(summary)
-        outcome = classify(self.watermarks.get(source), summary.first_offset, summary.last_offset)
+        outcome = classify(self.watermarks.get(source), summary.first_offset, summary.last_offset, summary.chained)
         if outcome is not Outcome.APPLIED:
             return outcome
         self.watermarks[source] = summary.last_offset

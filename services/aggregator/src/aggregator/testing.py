@@ -121,7 +121,9 @@ def make_summaries(readings: list[Reading], partitions: int, batch: int, topic: 
         held: dict[str, str] = {}
         chain = []
         for start in range(0, len(items), batch):
-            chain.append(summarize(topic, partition, start, items[start : start + batch], held))
+            summary = summarize(topic, partition, start, items[start : start + batch], held)
+            summary.chained = start > 0
+            chain.append(summary)
         per_partition.append(chain)
     interleaved = []
     for index in range(max(len(chain) for chain in per_partition)):

@@ -8,8 +8,10 @@ summaries exactly once, atomically with advancing the partition's applied-offset
 * the summaries of one partition CHAIN: each one's ``first_offset`` is the previous one's
   ``last_offset + 1`` (ingest guarantees it, across restarts too, by remembering the last offset it
   published); so a summary with ``last_offset <= W`` is a duplicate (acknowledge, skip), one with
-  ``first_offset == W + 1`` (or any, when ``W`` is unset) is applied, and one with
-  ``first_offset > W + 1`` arrived before its predecessor (leave it pending, retry later);
+  ``first_offset == W + 1`` is applied, and one with ``first_offset > W + 1`` arrived before its
+  predecessor (leave it pending, retry later). While ``W`` is unset only a chain's FIRST summary
+  (``chained`` false: nothing of the partition was published before it) is applied; a ``chained``
+  one waits for its predecessor, which may still be pending at another aggregator replica;
 * a meter's status counts are moved from the status the AGGREGATOR holds for that meter to the new
   one (``MeterUpdate.previous`` is ingest's view, informational only): a restarted ingest may
   report a meter as new again, and that must not count it twice.
@@ -114,27 +116,31 @@ class Summary:
     seconds: list[SecondPartial] = field(default_factory=list)
     regions: list[RegionPartial] = field(default_factory=list)
     meters: list[MeterUpdate] = field(default_factory=list)
+    # True when an earlier summary of the partition was published (this one continues it); absent
+    # in the JSON means false.
+    chained: bool = False
 
     def to_json(self) -> bytes:
         """Compact JSON: partials as arrays in field order (summaries are hot)."""
-        return orjson.dumps(
-            {
-                "topic": self.topic,
-                "partition": self.partition,
-                "first_offset": self.first_offset,
-                "last_offset": self.last_offset,
-                "watermark_ms": self.watermark_ms,
-                "seconds": [[s.second, s.sum_kwh, s.count, s.min_kwh, s.max_kwh] for s in self.seconds],
-                "regions": [
-                    [r.second, r.region, r.sum_kwh, r.count, r.max_kwh, r.meters, r.lat_sum, r.lon_sum, r.geo_count]
-                    for r in self.regions
-                ],
-                "meters": [
-                    [m.meter_id, m.region, m.previous, m.status, m.at_ms, m.last_reading_ms]
-                    for m in self.meters
-                ],
-            }
-        )
+        data: dict[str, Any] = {
+            "topic": self.topic,
+            "partition": self.partition,
+            "first_offset": self.first_offset,
+            "last_offset": self.last_offset,
+            "watermark_ms": self.watermark_ms,
+            "seconds": [[s.second, s.sum_kwh, s.count, s.min_kwh, s.max_kwh] for s in self.seconds],
+            "regions": [
+                [r.second, r.region, r.sum_kwh, r.count, r.max_kwh, r.meters, r.lat_sum, r.lon_sum, r.geo_count]
+                for r in self.regions
+            ],
+            "meters": [
+                [m.meter_id, m.region, m.previous, m.status, m.at_ms, m.last_reading_ms]
+                for m in self.meters
+            ],
+        }
+        if self.chained:
+            data["chained"] = True
+        return orjson.dumps(data)
 
     @classmethod
     def from_json(cls, data: bytes | str) -> Summary:
@@ -149,6 +155,7 @@ class Summary:
             seconds=[SecondPartial(*row) for row in raw["seconds"]],
             regions=[RegionPartial(*row) for row in raw["regions"]],
             meters=[MeterUpdate(*row) for row in raw["meters"]],
+            chained=bool(raw.get("chained", False)),
         )
 
 

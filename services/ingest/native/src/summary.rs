@@ -284,14 +284,16 @@ impl PartitionState {
             self.reset_batch();
             return None;
         }
+        // Chained: an earlier summary of the partition was published (here or before a restart).
+        let chained = self.next_first.is_some();
         let first_offset = self.next_first.or(self.batch_first).unwrap_or(last_offset);
         self.next_first = Some(last_offset + 1);
-        let json = self.summary_json(topic, partition, first_offset, last_offset);
+        let json = self.summary_json(topic, partition, first_offset, last_offset, chained);
         self.reset_batch();
         Some(json)
     }
 
-    fn summary_json(&mut self, topic: &str, partition: i32, first_offset: i64, last_offset: i64) -> Vec<u8> {
+    fn summary_json(&mut self, topic: &str, partition: i32, first_offset: i64, last_offset: i64, chained: bool) -> Vec<u8> {
         let mut out = Vec::with_capacity(256 + self.seconds.len() * 64 + self.regions.len() * 128 + self.touched.len() * 80);
         out.extend_from_slice(b"{\"topic\":");
         push_str(&mut out, topic);
@@ -301,6 +303,9 @@ impl PartitionState {
         push_int(&mut out, first_offset);
         out.extend_from_slice(b",\"last_offset\":");
         push_int(&mut out, last_offset);
+        if chained {
+            out.extend_from_slice(b",\"chained\":true");
+        }
         out.extend_from_slice(b",\"watermark_ms\":");
         push_int(&mut out, self.watermark_ms.unwrap_or(0));
         out.extend_from_slice(b",\"seconds\":[");

@@ -14,6 +14,12 @@ reading, and the InfluxDB path, whose commits then wait, pauses in turn.
 
 Only this thread touches its consumer and its processor; the worker thread hands it partition
 changes (group rebalances) through a queue and waits for them to be applied.
+
+One publisher per partition chain: a publish is a compare-and-set on the partition's published
+offset (:data:`PUBLISH`). If another replica published the partition since this one last did
+(a consumer that the group dropped while it still ran, or two replicas given the same static
+partitions), nothing of that partition is written; this path re-resumes it from Redis instead,
+so the chain the aggregator reads never forks.
 """
 
 from __future__ import annotations
@@ -35,6 +41,29 @@ from .stats import WorkerStats
 
 log = logging.getLogger(__name__)
 
+# ARGV: stream, n, then n x (published key, expected, new published, summary, state key,
+# checkpoint offset, snapshot). '' as expected: the key must not exist yet; as new published: no
+# summary; as checkpoint offset: no checkpoint. Returns the 1-based entries that were fenced.
+PUBLISH = """
+local fenced = {}
+local i = 3
+for k = 1, tonumber(ARGV[2]) do
+  if (redis.call('GET', ARGV[i]) or '') ~= ARGV[i + 1] then
+    fenced[#fenced + 1] = k
+  else
+    if ARGV[i + 2] ~= '' then
+      redis.call('XADD', ARGV[1], '*', 'data', ARGV[i + 3])
+      redis.call('SET', ARGV[i], ARGV[i + 2])
+    end
+    if ARGV[i + 5] ~= '' then
+      redis.call('HSET', ARGV[i + 4], 'offset', ARGV[i + 5], 'state', ARGV[i + 6])
+    end
+  end
+  i = i + 7
+end
+return fenced
+"""
+
 
 @dataclass
 class Resume:
@@ -44,6 +73,7 @@ class Resume:
     offset: int
     published: int | None
     snapshot: bytes | None
+    committed: int = -1  # the InfluxDB path's commit (-1: none), where a re-resume falls back to
 
 
 @dataclass
@@ -97,6 +127,9 @@ class LivePath(threading.Thread):
         self.error: BaseException | None = None
         self._changes: queue.Queue[_Change] = queue.Queue()
         self._published: dict[int, int] = {}  # partition -> last offset whose summary is in Redis
+        self._tail: dict[int, str] = {}  # partition -> its published key as this path last saw it
+        self._fallback: dict[int, int] = {}  # partition -> committed offset given at assignment
+        self._publish_script = self.redis.register_script(PUBLISH)
         self._consumed: dict[int, int] = {}  # partition -> last offset folded (not yet published)
         self._position: dict[int, int] = {}  # partition -> last offset folded (meter state is there)
         self._progress = threading.Condition()
@@ -111,24 +144,23 @@ class LivePath(threading.Thread):
         """Where each partition resumes: just after its meter-state checkpoint, else at the InfluxDB
         path's committed offset (else the beginning). Records up to the last published summary
         only rebuild meter state."""
-        points = []
-        for partition in partitions:
-            published_raw, state = self._redis_retry(
-                lambda p=partition: self.redis.pipeline(transaction=False)
-                .get(self._published_key(p))
-                .hgetall(self._state_key(p))
-                .execute()
-            )
-            published = int(published_raw) if published_raw is not None else None
-            snapshot = None
-            if state:
-                offset, snapshot = int(state[b"offset"]) + 1, state[b"state"]
-            else:
-                offset = committed.get(partition, -1)
-                if offset < 0:
-                    offset = OFFSET_BEGINNING
-            points.append(Resume(partition, offset, published, snapshot))
-        return points
+        return [self._resume_point(partition, committed.get(partition, -1)) for partition in partitions]
+
+    def _resume_point(self, partition: int, committed: int) -> Resume:
+        # One MULTI: the published offset and the checkpoint as one publish left them.
+        published_raw, state = self._redis_retry(
+            lambda: self.redis.pipeline(transaction=True)
+            .get(self._published_key(partition))
+            .hgetall(self._state_key(partition))
+            .execute()
+        )
+        published = int(published_raw) if published_raw is not None else None
+        snapshot = None
+        if state:
+            offset, snapshot = int(state[b"offset"]) + 1, state[b"state"]
+        else:
+            offset = committed if committed >= 0 else OFFSET_BEGINNING
+        return Resume(partition, offset, published, snapshot, committed)
 
     def assign(self, points: list[Resume]) -> None:
         """Start summarising these partitions (blocks until the live thread took them)."""
@@ -212,21 +244,43 @@ class LivePath(threading.Thread):
                     self._checkpoint_due.discard(partition)
                     self._checkpointed.discard(partition)
             if change.assign:
-                positions = []
-                for point in change.assign:
-                    self.processor.resume(point.partition, point.published, point.snapshot)
-                    if point.snapshot is not None:
-                        self._checkpointed.add(point.partition)
-                    with self._progress:
-                        self._published[point.partition] = point.published if point.published is not None else (
-                            point.offset - 1 if point.offset >= 0 else -1
-                        )
-                    tp = TopicPartition(self.topic, point.partition, point.offset)
-                    self._assigned[point.partition] = tp
-                    positions.append(tp)
+                positions = [self._resume(point) for point in change.assign]
                 self.consumer.incremental_assign(positions)
                 log.info("live path resumed", extra={"positions": {tp.partition: tp.offset for tp in positions}})
             change.done.set()
+
+    def _resume(self, point: Resume) -> TopicPartition:
+        """Rebuild a partition's state from Redis; the position to read it from."""
+        partition = point.partition
+        self.processor.resume(partition, point.published, point.snapshot)
+        self._consumed.pop(partition, None)
+        self._position.pop(partition, None)
+        self._checkpoint_due.discard(partition)
+        if point.snapshot is not None:
+            self._checkpointed.add(partition)
+        else:
+            self._checkpointed.discard(partition)
+        self._tail[partition] = "" if point.published is None else str(point.published)
+        self._fallback[partition] = point.committed
+        with self._progress:
+            resumed = point.published if point.published is not None else (point.offset - 1 if point.offset >= 0 else -1)
+            self._published[partition] = max(self._published.get(partition, -1), resumed)
+        tp = TopicPartition(self.topic, partition, point.offset)
+        self._assigned[partition] = tp
+        return tp
+
+    def _fenced(self, partition: int) -> None:
+        """Another replica published this partition since this path last did: drop what was
+        summarised of it here and continue from what Redis holds now."""
+        self.stats.count("fenced")
+        point = self._resume_point(partition, self._fallback.get(partition, -1))
+        log.warning(
+            "partition published by another replica since; resuming from Redis",
+            extra={"partition": partition, "published": point.published, "offset": point.offset},
+        )
+        # Re-assigned rather than seeked: a seek can fail on a partition whose fetch has not started.
+        self.consumer.incremental_unassign([self._assigned[partition]])
+        self.consumer.incremental_assign([self._resume(point)])
 
     def _fold(self, messages: list) -> None:
         good, values, partitions, offsets = readable(messages, "live")
@@ -256,25 +310,30 @@ class LivePath(threading.Thread):
             self._checkpoint_due.discard(partition)
             self._checkpointed.add(partition)
         consumed = dict(self._consumed)
-        if summaries or snapshots:
-            stream = summary_stream(self.prefix)
-
-            def publish() -> None:
-                pipe = self.redis.pipeline(transaction=True)
-                for partition, data in summaries:
-                    pipe.xadd(stream, {"data": data})
-                    pipe.set(self._published_key(partition), consumed[partition])
-                for partition, (offset, snapshot) in snapshots.items():
-                    pipe.hset(self._state_key(partition), mapping={"offset": offset, "state": snapshot})
-                pipe.execute()
-
-            self._redis_retry(publish)
-            self.stats.count("summaries", len(summaries))
         self._consumed.clear()
+        fenced: set[int] = set()
+        if summaries or snapshots:
+            data = dict(summaries)
+            order = sorted(data.keys() | snapshots.keys())
+            args: list = [summary_stream(self.prefix), len(order)]
+            for partition in order:
+                offset, snapshot = snapshots.get(partition, ("", b""))
+                args += [
+                    self._published_key(partition), self._tail.get(partition, ""),
+                    consumed[partition] if partition in data else "", data.get(partition, b""),
+                    self._state_key(partition), offset, snapshot,
+                ]
+            fenced = {order[k - 1] for k in self._redis_retry(lambda: self._publish_script(args=args))}
+            for partition in data.keys() - fenced:
+                self._tail[partition] = str(consumed[partition])
+            self.stats.count("summaries", len(data.keys() - fenced))
         with self._progress:
             for partition, offset in consumed.items():
-                self._published[partition] = max(self._published.get(partition, -1), offset)
+                if partition not in fenced:
+                    self._published[partition] = max(self._published.get(partition, -1), offset)
             self._progress.notify_all()
+        for partition in fenced:
+            self._fenced(partition)
         self._update_lag()
 
     def _redis_retry(self, action):

@@ -191,9 +191,11 @@ class Worker:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._drain()
-        consumer.unassign()
+        # The live path publishes and checkpoints BEFORE unassign(): librdkafka rejoins the group
+        # as soon as the assignment is gone, and the next owner reads what this one published.
         if self.live is not None:
             self.live.release([tp.partition for tp in partitions])
+        consumer.unassign()
         self.assigned = []
 
     # ---- the loop -------------------------------------------------------------------------

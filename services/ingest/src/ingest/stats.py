@@ -24,6 +24,7 @@ COUNTERS = {
     "influx_retries": "Failed InfluxDB write attempts that were retried",
     "redis_retries": "Failed Redis publish attempts that were retried",
     "summaries": "Summaries published to Redis",
+    "fenced": "Publishes refused because another replica had published the partition since (re-resumed from Redis)",
     "committed": "Records whose offsets were committed",
     "backpressure_pauses": "Times fetching was paused because too many records were in flight",
 }

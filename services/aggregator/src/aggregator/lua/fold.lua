@@ -84,21 +84,29 @@ local function fold_meter(meter, region, status, at_ms, last_ms)
   for _, key in ipairs(alert_indexes(status, region)) do redis.call('ZADD', key, tonumber(since), meter) end
 end
 
--- Outcome of a group's ranges (ARGV[i + 1] = n, then n x (source, first, last)) against the
--- watermarks, each range checked against the one before it in the group.
+-- Outcome of a group's ranges (ARGV[i + 1] = n, then n x (source, first, last, chained))
+-- against the watermarks, each range checked against the one before it in the group. With no
+-- watermark yet only a chain's first summary (chained = 0) applies; a chained one waits.
 local function classify(i)
   local n = tonumber(ARGV[i + 1])
   local seen = {}
   local applied, duplicates, waits = 0, 0, 0
   for r = 0, n - 1 do
-    local source = ARGV[i + 2 + 3 * r]
-    local first, last = tonumber(ARGV[i + 3 + 3 * r]), tonumber(ARGV[i + 4 + 3 * r])
+    local source = ARGV[i + 2 + 4 * r]
+    local first, last = tonumber(ARGV[i + 3 + 4 * r]), tonumber(ARGV[i + 4 + 4 * r])
     local wm = seen[source]
     if wm == nil then
       wm = redis.call('HGET', wm_key, source)
       wm = wm and tonumber(wm) or false
     end
-    if not wm or first == wm + 1 then
+    if not wm then
+      if ARGV[i + 5 + 4 * r] == '1' then
+        waits = waits + 1
+      else
+        applied = applied + 1
+        seen[source] = last
+      end
+    elseif first == wm + 1 then
       applied = applied + 1
       seen[source] = last
     elseif last <= wm then
@@ -210,10 +218,10 @@ for k = 1, n do
   if outcome == -2 and ranges == 1 then redis.call('HINCRBY', stats_key, 'overlaps', 1) end
   if outcome == 1 then
     for r = 0, ranges - 1 do
-      redis.call('HSET', wm_key, ARGV[i + 2 + 3 * r], ARGV[i + 4 + 3 * r])
+      redis.call('HSET', wm_key, ARGV[i + 2 + 4 * r], ARGV[i + 4 + 4 * r])
     end
     redis.call('HINCRBY', stats_key, 'applied', ranges)
-    apply_block(i + 2 + 3 * ranges)
+    apply_block(i + 2 + 4 * ranges)
   end
   i = i + span
 end
