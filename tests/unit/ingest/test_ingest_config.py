@@ -99,3 +99,38 @@ def test_sasl_without_user_is_refused_and_password_never_shown(monkeypatch, caps
     settings = load_settings(IngestSettings)
     assert "hunter2" not in repr(settings)
     assert settings.kafka_security()["sasl.password"] == "hunter2"
+
+
+def test_lower_priority_raises_only_the_given_threads_nice_value():
+    import os
+    import threading
+
+    from ingest.pipeline import lower_priority
+
+    started, done = threading.Barrier(3), threading.Event()
+    ids: dict[str, int] = {}
+
+    def park(name: str) -> None:
+        ids[name] = threading.get_native_id()
+        started.wait(10)
+        done.wait(10)
+
+    threads = [threading.Thread(target=park, args=(name,)) for name in ("influx", "live")]
+    for thread in threads:
+        thread.start()
+    started.wait(10)
+    try:
+        base = os.getpriority(os.PRIO_PROCESS, ids["live"])
+        lower_priority({ids["influx"]}, 5)
+        assert os.getpriority(os.PRIO_PROCESS, ids["influx"]) == min(19, base + 5)
+        assert os.getpriority(os.PRIO_PROCESS, ids["live"]) == base
+        lower_priority({ids["live"]}, 0)  # 0: off
+        assert os.getpriority(os.PRIO_PROCESS, ids["live"]) == base
+        ended = threading.Thread(target=lambda: ids.setdefault("ended", threading.get_native_id()))
+        ended.start()
+        ended.join()
+        lower_priority({ids["ended"]}, 5)  # a thread that ended meanwhile is skipped, not an error
+    finally:
+        done.set()
+        for thread in threads:
+            thread.join()

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
 import queue
 import threading
 import time
@@ -40,6 +41,33 @@ from .settings import IngestSettings
 from .stats import WorkerStats
 
 log = logging.getLogger(__name__)
+
+
+def _thread_ids() -> set[int]:
+    """Kernel ids of this process's threads (Linux; empty elsewhere)."""
+    try:
+        return {int(tid) for tid in os.listdir("/proc/self/task")}
+    except OSError:
+        return set()
+
+
+def lower_priority(thread_ids: set[int], increment: int) -> None:
+    """Raise these threads' nice value by ``increment`` (per thread on Linux; no privilege needed).
+
+    The InfluxDB path is throughput work with a backlog to absorb; the live path is latency work.
+    When the host is short of CPU (InfluxDB catching up on the same nodes), the scheduler then
+    gives the live path's threads the CPU first and the InfluxDB path the rest.
+    """
+    if increment <= 0:
+        return
+    for tid in thread_ids:
+        try:
+            os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + increment))
+        except ProcessLookupError:
+            continue  # a short-lived thread that has ended
+        except OSError as error:
+            log.warning("could not lower the InfluxDB path's priority", extra={"tid": tid, "error": str(error)})
+            return
 
 
 @dataclass
@@ -131,6 +159,7 @@ class Worker:
         # Summaries come from the live path; this processor only validates and builds lines.
         self.processor = Processor(settings.kafka_topic, settings.timestamp_unit, False)
         common = {"bootstrap.servers": settings.kafka_brokers, **settings.kafka_security()}
+        threads_before = _thread_ids()
         self.consumer = Consumer(
             common
             | {
@@ -147,6 +176,8 @@ class Worker:
         self.producer = Producer(
             common | {"enable.idempotence": True, "acks": "all", "linger.ms": 20, "compression.type": "lz4"}
         )
+        # librdkafka's threads of this path's clients (threads they start later inherit the nice).
+        self.client_threads = _thread_ids() - threads_before
         self.dead_letters = DeadLetters(self.producer, settings.dead_letter_topic, stats)
         self.influx = InfluxClient(settings)
         self.writes = ThreadPoolExecutor(settings.influxdb_concurrency, thread_name_prefix="influx-write")
@@ -206,6 +237,12 @@ class Worker:
         self.finisher.start()
         if self.live is not None:
             self.live.start()
+            # After the live thread started (threads inherit their creator's nice): this thread
+            # and those it starts from now on (InfluxDB writes), the finisher, the Kafka clients.
+            lower_priority(
+                {threading.get_native_id(), self.finisher.native_id, *self.client_threads},
+                self.settings.influxdb_path_nice,
+            )
         if self.partitions is None:
             self.consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
         else:

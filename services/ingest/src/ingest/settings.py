@@ -56,6 +56,8 @@ class IngestSettings(ServiceSettings, InfluxSettings, RedisSettings):
     shutdown_timeout: Duration = env("SMARTGRID_SHUTDOWN_TIMEOUT", 25.0)
     # InfluxDB writes in flight per worker (overlap network with decoding).
     influxdb_concurrency: int = env("SMARTGRID_INFLUXDB_CONCURRENCY", 2, ge=1, le=16)
+    # Nice increment of the InfluxDB path's threads: when CPU is short, the live path runs first.
+    influxdb_path_nice: int = env("SMARTGRID_INFLUXDB_PATH_NICE", 19, ge=0, le=19)
     # Kafka security protocol: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.
     kafka_security_protocol: str = env(
         "SMARTGRID_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", pattern=r"^(PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL)$"
