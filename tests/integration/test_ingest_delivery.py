@@ -3,6 +3,8 @@ every invalid one is dead-lettered with a reason, and crashes, outages and shutd
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import json
 import threading
 import time
@@ -115,7 +117,20 @@ def test_valid_records_land_exactly_once_and_invalid_ones_reach_the_dlq_with_a_r
     totals = service.totals()
     assert totals["dead_lettered"] == invalid
     assert totals["written"] == len(expected) + len(TRICKY_IDS)
+    # The InfluxDB path's threads yield to the live path's (SMARTGRID_INFLUXDB_PATH_NICE, 19).
+    niceness = worker_thread_niceness(service.process.pid)
+    assert 19 in niceness and 0 in niceness, niceness
     assert service.terminate() == 0
+
+
+def worker_thread_niceness(supervisor_pid: int) -> list[int]:
+    """The nice value of every thread of the supervisor's worker processes (Linux /proc)."""
+    children = {pid for task in Path(f"/proc/{supervisor_pid}/task").iterdir() for pid in task.joinpath("children").read_text().split()}
+    values = []
+    for pid in children:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            values.append(int(task.joinpath("stat").read_text().rsplit(")", 1)[1].split()[16]))
+    return values
 
 
 def test_points_influxdb_rejects_go_to_the_dlq_with_its_reason_and_the_rest_is_written(names, ingest):
