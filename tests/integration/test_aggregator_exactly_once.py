@@ -83,6 +83,25 @@ def publish(redis: Redis, prefix: str, summaries) -> None:
     pipe.execute()
 
 
+def with_store(prefix: str, scenario) -> None:
+    """Run ``await scenario(store)`` against a LiveStore on the real Redis (the fold, called directly)."""
+    import asyncio
+
+    from redis.asyncio import Redis as AsyncRedis
+
+    from aggregator.fold import FoldConfig
+    from aggregator.store import LiveStore
+
+    async def run() -> None:
+        client = AsyncRedis.from_url(os.environ.get("SMARTGRID_REDIS_URL", "redis://127.0.0.1:6379/0"))
+        try:
+            await scenario(LiveStore(client, prefix, FoldConfig(live_ttl=86400, region_ttl=3600, late_ttl=300)))
+        finally:
+            await client.aclose()
+
+    asyncio.run(run())
+
+
 def seconds_of(readings) -> list[int]:
     return sorted({r.second for r in readings})
 
@@ -205,21 +224,12 @@ def test_two_replicas_one_killed_the_other_claims_its_entries(redis, prefix, tmp
 def test_merged_fold_equals_the_ground_truth_and_a_broken_chain_changes_nothing(redis, prefix):
     """The fast path: a whole read folded as one merged block. Exact against the ground truth;
     a group with a duplicate (or a gap) in it is refused as a whole and leaves Redis untouched."""
-    import asyncio
-
-    from redis.asyncio import Redis as AsyncRedis
-
-    from aggregator.fold import FoldConfig
-    from aggregator.store import LiveStore
-
     readings = make_readings(meters=400, seconds=12, start=START, seed=5)
     summaries = make_summaries(readings, partitions=8, batch=40)
     ordered = sorted(summaries, key=lambda s: (s.partition, s.first_offset))
     seconds = seconds_of(readings)
 
-    async def scenario() -> None:
-        client = AsyncRedis.from_url(os.environ.get("SMARTGRID_REDIS_URL", "redis://127.0.0.1:6379/0"))
-        store = LiveStore(client, prefix, FoldConfig(live_ttl=86400, region_ttl=3600, late_ttl=300))
+    async def scenario(store) -> None:
         half = len(ordered) // 2
         assert await store.fold_merged(ordered[:half])
         before = dump_state(redis, prefix, seconds)
@@ -231,9 +241,8 @@ def test_merged_fold_equals_the_ground_truth_and_a_broken_chain_changes_nothing(
         assert not await store.fold_merged(rest[:hole] + rest[hole + 1 :])
         assert dump_state(redis, prefix, seconds) == before
         assert await store.fold_merged(ordered[half:])
-        await client.aclose()
 
-    asyncio.run(scenario())
+    with_store(prefix, scenario)
     assert_matches(dump_state(redis, prefix, seconds), ground_truth(readings))
     stats = {k.decode(): int(v) for k, v in redis.hgetall(f"{prefix}:agg:stats").items()}
     assert stats["applied"] == len(summaries)
@@ -244,21 +253,14 @@ def test_a_chained_summary_never_starts_a_watermark(redis, prefix):
     """Two replicas: one may read a partition's second summary while the first is still pending
     at the other (or at a dead one, until it is claimed). Folding the second one first would make
     the first a "duplicate" and lose it; it must wait instead, alone or in a merged read."""
-    import asyncio
-
-    from redis.asyncio import Redis as AsyncRedis
-
-    from aggregator.fold import FoldConfig, Outcome
-    from aggregator.store import LiveStore
+    from aggregator.fold import Outcome
 
     readings = make_readings(meters=200, seconds=6, start=START, seed=11)
     summaries = make_summaries(readings, partitions=2, batch=60)
     by_partition = {p: [s for s in summaries if s.partition == p] for p in (0, 1)}
     seconds = seconds_of(readings)
 
-    async def scenario() -> None:
-        client = AsyncRedis.from_url(os.environ.get("SMARTGRID_REDIS_URL", "redis://127.0.0.1:6379/0"))
-        store = LiveStore(client, prefix, FoldConfig(live_ttl=86400, region_ttl=3600, late_ttl=300))
+    async def scenario(store) -> None:
         later = [chain[1] for chain in by_partition.values()]
         assert all(s.chained for s in later)
         assert await store.fold(later) == [Outcome.WAIT, Outcome.WAIT]
@@ -269,7 +271,6 @@ def test_a_chained_summary_never_starts_a_watermark(redis, prefix):
         assert await store.fold(firsts) == [Outcome.APPLIED, Outcome.APPLIED]
         rest = sorted((s for chain in by_partition.values() for s in chain[1:]), key=lambda s: (s.partition, s.first_offset))
         assert await store.fold_merged(rest)
-        await client.aclose()
 
-    asyncio.run(scenario())
+    with_store(prefix, scenario)
     assert_matches(dump_state(redis, prefix, seconds), ground_truth(readings))

@@ -239,10 +239,7 @@ class LivePath(threading.Thread):
                 if released:
                     self.consumer.incremental_unassign(released)
                 for partition in change.release:
-                    self._consumed.pop(partition, None)
-                    self._position.pop(partition, None)
-                    self._checkpoint_due.discard(partition)
-                    self._checkpointed.discard(partition)
+                    self._forget(partition)
             if change.assign:
                 positions = [self._resume(point) for point in change.assign]
                 self.consumer.incremental_assign(positions)
@@ -253,13 +250,9 @@ class LivePath(threading.Thread):
         """Rebuild a partition's state from Redis; the position to read it from."""
         partition = point.partition
         self.processor.resume(partition, point.published, point.snapshot)
-        self._consumed.pop(partition, None)
-        self._position.pop(partition, None)
-        self._checkpoint_due.discard(partition)
+        self._forget(partition)
         if point.snapshot is not None:
             self._checkpointed.add(partition)
-        else:
-            self._checkpointed.discard(partition)
         self._tail[partition] = "" if point.published is None else str(point.published)
         self._fallback[partition] = point.committed
         with self._progress:
@@ -268,6 +261,13 @@ class LivePath(threading.Thread):
         tp = TopicPartition(self.topic, partition, point.offset)
         self._assigned[partition] = tp
         return tp
+
+    def _forget(self, partition: int) -> None:
+        """Drop what this path holds of a partition's progress (released, or resumed afresh)."""
+        self._consumed.pop(partition, None)
+        self._position.pop(partition, None)
+        self._checkpoint_due.discard(partition)
+        self._checkpointed.discard(partition)
 
     def _fenced(self, partition: int) -> None:
         """Another replica published this partition since this path last did: drop what was

@@ -99,20 +99,14 @@ local function classify(i)
       wm = redis.call('HGET', wm_key, source)
       wm = wm and tonumber(wm) or false
     end
-    if not wm then
-      if ARGV[i + 5 + 4 * r] == '1' then
-        waits = waits + 1
-      else
-        applied = applied + 1
-        seen[source] = last
-      end
-    elseif first == wm + 1 then
+    local chained = ARGV[i + 5 + 4 * r] == '1'
+    if (wm and first == wm + 1) or (not wm and not chained) then
       applied = applied + 1
       seen[source] = last
+    elseif not wm or first > wm + 1 then
+      waits = waits + 1
     elseif last <= wm then
       duplicates = duplicates + 1
-    elseif first > wm + 1 then
-      waits = waits + 1
     else
       return -2, n
     end
