@@ -14,21 +14,65 @@ use pyo3::types::{PyBytes, PyList};
 use std::collections::HashMap;
 
 mod lineproto;
+mod live;
 mod record;
 mod summary;
 
 use record::{parse_record, TimestampUnit};
 use summary::PartitionState;
 
+/// Meter state and open summaries of every partition: what `Processor` and `LiveConsumer` fold into.
+struct Folder {
+    topic: String,
+    unit: TimestampUnit,
+    offline_after_ms: i64,
+    partitions: HashMap<i32, PartitionState>,
+}
+
+impl Folder {
+    fn new(topic: String, timestamp_unit: &str, offline_after_ms: i64) -> PyResult<Self> {
+        let unit = TimestampUnit::parse(timestamp_unit)
+            .ok_or_else(|| PyValueError::new_err(format!("timestamp unit {timestamp_unit:?}: use s, ms, us or ns")))?;
+        if offline_after_ms <= 0 {
+            return Err(PyValueError::new_err("offline_after_ms must be > 0"));
+        }
+        Ok(Folder { topic, unit, offline_after_ms, partitions: HashMap::new() })
+    }
+
+    fn resume(&mut self, partition: i32, published_upto: Option<i64>, snapshot: Option<&[u8]>) -> PyResult<()> {
+        let mut state = match snapshot {
+            Some(bytes) => PartitionState::restore(bytes).map_err(|e| PyValueError::new_err(format!("bad snapshot: {e}")))?,
+            None => PartitionState::default(),
+        };
+        state.published_upto = published_upto;
+        self.partitions.insert(partition, state);
+        Ok(())
+    }
+
+    fn snapshot<'py>(&self, py: Python<'py>, partition: i32) -> Option<Bound<'py, PyBytes>> {
+        self.partitions.get(&partition).map(|s| PyBytes::new_bound(py, &s.snapshot()))
+    }
+
+    fn take_summaries<'py>(&mut self, py: Python<'py>) -> Vec<(i32, Bound<'py, PyBytes>)> {
+        let mut summaries = Vec::new();
+        let mut partitions: Vec<i32> = self.partitions.keys().copied().collect();
+        partitions.sort_unstable();
+        for partition in partitions {
+            let state = self.partitions.get_mut(&partition).expect("listed");
+            if let Some(json) = state.finish_open_batch(&self.topic, partition, self.offline_after_ms) {
+                summaries.push((partition, PyBytes::new_bound(py, &json)));
+            }
+        }
+        summaries
+    }
+}
+
 /// Converts batches of Kafka values into line protocol, rejects and summaries.
 #[pyclass(module = "ingest._hotpath")]
 struct Processor {
-    topic: String,
-    unit: TimestampUnit,
     aggregations: bool,
     lines: bool,
-    offline_after_ms: i64,
-    partitions: HashMap<i32, PartitionState>,
+    folder: Folder,
 }
 
 /// What `Processor.process` returns for one batch.
@@ -52,12 +96,7 @@ impl Processor {
     #[new]
     #[pyo3(signature = (topic, timestamp_unit="ms", aggregations=true, offline_after_ms=300_000, lines=true))]
     fn new(topic: String, timestamp_unit: &str, aggregations: bool, offline_after_ms: i64, lines: bool) -> PyResult<Self> {
-        let unit = TimestampUnit::parse(timestamp_unit)
-            .ok_or_else(|| PyValueError::new_err(format!("timestamp unit {timestamp_unit:?}: use s, ms, us or ns")))?;
-        if offline_after_ms <= 0 {
-            return Err(PyValueError::new_err("offline_after_ms must be > 0"));
-        }
-        Ok(Processor { topic, unit, aggregations, lines, offline_after_ms, partitions: HashMap::new() })
+        Ok(Processor { aggregations, lines, folder: Folder::new(topic, timestamp_unit, offline_after_ms)? })
     }
 
     /// Tell the processor where a partition resumes: records up to `published_upto` were already
@@ -65,34 +104,19 @@ impl Processor {
     /// summary starts at `published_upto + 1`, which keeps the partition's summaries chained.
     #[pyo3(signature = (partition, published_upto=None, snapshot=None))]
     fn resume(&mut self, partition: i32, published_upto: Option<i64>, snapshot: Option<&[u8]>) -> PyResult<()> {
-        let mut state = match snapshot {
-            Some(bytes) => PartitionState::restore(bytes).map_err(|e| PyValueError::new_err(format!("bad snapshot: {e}")))?,
-            None => PartitionState::default(),
-        };
-        state.published_upto = published_upto;
-        self.partitions.insert(partition, state);
-        Ok(())
+        self.folder.resume(partition, published_upto, snapshot)
     }
 
     /// Meter state of a partition as bytes, for a checkpoint taken together with a summary.
     fn snapshot<'py>(&self, py: Python<'py>, partition: i32) -> Option<Bound<'py, PyBytes>> {
-        self.partitions.get(&partition).map(|s| PyBytes::new_bound(py, &s.snapshot()))
+        self.folder.snapshot(py, partition)
     }
 
     /// Close every open partition batch: `(partition, summary JSON)` for each one with something
     /// to publish (records folded since the last call that were not already published). One
     /// summary per partition per write unit, however many consume batches the unit took.
     fn take_summaries<'py>(&mut self, py: Python<'py>) -> Vec<(i32, Bound<'py, PyBytes>)> {
-        let mut summaries = Vec::new();
-        let mut partitions: Vec<i32> = self.partitions.keys().copied().collect();
-        partitions.sort_unstable();
-        for partition in partitions {
-            let state = self.partitions.get_mut(&partition).expect("listed");
-            if let Some(json) = state.finish_open_batch(&self.topic, partition, self.offline_after_ms) {
-                summaries.push((partition, PyBytes::new_bound(py, &json)));
-            }
-        }
-        summaries
+        self.folder.take_summaries(py)
     }
 
     /// Decode, validate and convert one batch. `values[i]` came from `partitions[i]` at `offsets[i]`.
@@ -121,10 +145,10 @@ impl Processor {
                 owned.push(item.clone().unbind());
             }
         }
-        let unit = self.unit;
+        let unit = self.folder.unit;
         let aggregations = self.aggregations;
         let lines = self.lines;
-        let states = &mut self.partitions;
+        let states = &mut self.folder.partitions;
         // Decoding runs without the GIL: the worker's other threads (the live path, InfluxDB
         // writes, commits) keep going on another core meanwhile.
         let (body, rejected, ranges, valid) = py.allow_threads(move || {
@@ -204,6 +228,7 @@ fn convert_one(value: &[u8], timestamp_unit: &str) -> PyResult<(Option<String>, 
 fn _hotpath(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Processor>()?;
     m.add_class::<BatchResult>()?;
+    m.add_class::<live::LiveConsumer>()?;
     m.add_function(wrap_pyfunction!(convert_one, m)?)?;
     Ok(())
 }

@@ -12,8 +12,13 @@ Redis says it published (with the meter-state checkpoint), never from the Kafka 
 memory is one batch plus librdkafka's bounded prefetch: when Redis is down it simply stops
 reading, and the InfluxDB path, whose commits then wait, pauses in turn.
 
-Only this thread touches its consumer and its processor; the worker thread hands it partition
-changes (group rebalances) through a queue and waits for them to be applied.
+The consumer is native (:class:`ingest._hotpath.LiveConsumer`): librdkafka's messages are decoded
+and folded where they arrive, with the GIL released for the whole poll, so this path makes no
+Python object per record and the worker's other threads never wait on it for the interpreter.
+Python keeps the rest: when to publish, Redis, assignment changes.
+
+Only this thread touches its consumer; the worker thread hands it partition changes (group
+rebalances) through a queue and waits for them to be applied.
 
 One publisher per partition chain: a publish is a compare-and-set on the partition's published
 offset (:data:`PUBLISH`). If another replica published the partition since this one last did
@@ -31,12 +36,11 @@ import time
 from dataclasses import dataclass, field
 
 import redis
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING
 from smartgrid_common.contracts import summary_stream
 
-from ._hotpath import Processor
+from ._hotpath import LiveConsumer
 from .settings import IngestSettings
-from .records import readable
 from .stats import WorkerStats
 
 log = logging.getLogger(__name__)
@@ -107,21 +111,21 @@ class LivePath(threading.Thread):
         self._stop = threading.Event()
         self.topic = settings.kafka_topic
         self.prefix = settings.redis_prefix
-        self.processor = Processor(
-            settings.kafka_topic, settings.timestamp_unit, True, int(settings.offline_after * 1000), lines=False
-        )
-        self.consumer = Consumer(
+        self.consumer = LiveConsumer(
             {"bootstrap.servers": settings.kafka_brokers, **settings.kafka_security()}
             | {
                 # Assigned, never subscribed and never committing: the group id only names it.
                 "group.id": f"{settings.kafka_group_id}.live",
-                "enable.auto.commit": False,
-                "enable.auto.offset.store": False,
+                "enable.auto.commit": "false",
+                "enable.auto.offset.store": "false",
                 "auto.offset.reset": "earliest",
-                "enable.partition.eof": False,
-                "fetch.wait.max.ms": 50,
-                "queued.max.messages.kbytes": 16384,
-            }
+                "enable.partition.eof": "false",
+                "fetch.wait.max.ms": "50",
+                "queued.max.messages.kbytes": "16384",
+            },
+            settings.kafka_topic,
+            settings.timestamp_unit,
+            int(settings.offline_after * 1000),
         )
         self.interval = settings.summary_interval
         self.error: BaseException | None = None
@@ -133,7 +137,7 @@ class LivePath(threading.Thread):
         self._consumed: dict[int, int] = {}  # partition -> last offset folded (not yet published)
         self._position: dict[int, int] = {}  # partition -> last offset folded (meter state is there)
         self._progress = threading.Condition()
-        self._assigned: dict[int, TopicPartition] = {}
+        self._assigned: set[int] = set()
         self._last_checkpoint = time.monotonic()
         self._checkpoint_due: set[int] = set()
         self._checkpointed: set[int] = set()  # partitions with a checkpoint in Redis
@@ -215,11 +219,10 @@ class LivePath(threading.Thread):
         while not self._stop.is_set():
             self._take_changes()
             timeout = max(0.01, min(self.interval, last_publish + self.interval - time.monotonic()))
-            messages = self.consumer.consume(num_messages=batch_size, timeout=timeout) if self._assigned else []
-            if not self._assigned:
+            if self._assigned:
+                self._fold(self.consumer.poll(batch_size, timeout))
+            else:
                 self._stop.wait(0.05)
-            if messages:
-                self._fold(messages)
             if time.monotonic() - last_publish >= self.interval:
                 self._publish()
                 last_publish = time.monotonic()
@@ -235,21 +238,22 @@ class LivePath(threading.Thread):
             if change.release:
                 # The next owner resumes from this checkpoint: meter state goes with the partition.
                 self._publish(checkpoint=change.release)
-                released = [self._assigned.pop(p) for p in change.release if p in self._assigned]
+                released = [p for p in change.release if p in self._assigned]
                 if released:
-                    self.consumer.incremental_unassign(released)
+                    self._assigned.difference_update(released)
+                    self.consumer.unassign(released)
                 for partition in change.release:
                     self._forget(partition)
             if change.assign:
                 positions = [self._resume(point) for point in change.assign]
-                self.consumer.incremental_assign(positions)
-                log.info("live path resumed", extra={"positions": {tp.partition: tp.offset for tp in positions}})
+                self.consumer.assign(positions)
+                log.info("live path resumed", extra={"positions": dict(positions)})
             change.done.set()
 
-    def _resume(self, point: Resume) -> TopicPartition:
-        """Rebuild a partition's state from Redis; the position to read it from."""
+    def _resume(self, point: Resume) -> tuple[int, int]:
+        """Rebuild a partition's state from Redis; ``(partition, offset)`` to read it from."""
         partition = point.partition
-        self.processor.resume(partition, point.published, point.snapshot)
+        self.consumer.resume(partition, point.published, point.snapshot)
         self._forget(partition)
         if point.snapshot is not None:
             self._checkpointed.add(partition)
@@ -258,9 +262,8 @@ class LivePath(threading.Thread):
         with self._progress:
             resumed = point.published if point.published is not None else (point.offset - 1 if point.offset >= 0 else -1)
             self._published[partition] = max(self._published.get(partition, -1), resumed)
-        tp = TopicPartition(self.topic, partition, point.offset)
-        self._assigned[partition] = tp
-        return tp
+        self._assigned.add(partition)
+        return partition, point.offset
 
     def _forget(self, partition: int) -> None:
         """Drop what this path holds of a partition's progress (released, or resumed afresh)."""
@@ -279,15 +282,13 @@ class LivePath(threading.Thread):
             extra={"partition": partition, "published": point.published, "offset": point.offset},
         )
         # Re-assigned rather than seeked: a seek can fail on a partition whose fetch has not started.
-        self.consumer.incremental_unassign([self._assigned[partition]])
-        self.consumer.incremental_assign([self._resume(point)])
+        self.consumer.unassign([partition])
+        self.consumer.assign([self._resume(point)])
 
-    def _fold(self, messages: list) -> None:
-        good, values, partitions, offsets = readable(messages, "live")
-        if not good:
-            return
-        result = self.processor.process(values, partitions, offsets)
-        for partition, _first, last in result.ranges:
+    def _fold(self, polled) -> None:
+        for error in polled.errors:
+            log.warning("kafka error", extra={"error": error, "path": "live"})
+        for partition, _first, last in polled.ranges:
             self._consumed[partition] = self._position[partition] = last
             self._checkpoint_due.add(partition)
 
@@ -301,10 +302,10 @@ class LivePath(threading.Thread):
             due = list(self._checkpoint_due)
         if not self._consumed and not due:
             return
-        summaries = self.processor.take_summaries() if self._consumed else []
+        summaries = self.consumer.take_summaries() if self._consumed else []
         snapshots = {}
         for partition in due:
-            snapshot = self.processor.snapshot(partition)
+            snapshot = self.consumer.snapshot(partition)
             if snapshot is not None:
                 snapshots[partition] = (self._position[partition], snapshot)
             self._checkpoint_due.discard(partition)
@@ -359,12 +360,9 @@ class LivePath(threading.Thread):
                 delay = min(delay * 2, 10.0)
 
     def _update_lag(self) -> None:
-        for partition, tp in self._assigned.items():
-            try:
-                _low, high = self.consumer.get_watermark_offsets(tp, cached=True)
-            except KafkaException:
-                continue
-            if high >= 0:
+        for partition in self._assigned:
+            high = self.consumer.high_watermark(partition)
+            if high is not None:
                 self.stats.live_lag[partition] = max(0, high - 1 - self._published.get(partition, -1))
 
     def _published_key(self, partition: int) -> str:

@@ -1,0 +1,198 @@
+//! The live path's consumer: Kafka records folded into summaries without a Python object per record.
+//!
+//! The live path (`ingest.live`) reads its partitions ahead of the InfluxDB path and needs only the
+//! summaries. Here librdkafka's messages are decoded and folded where they arrive, with the GIL
+//! released for the whole poll: Python sees one call per poll (the offset ranges folded), and the
+//! worker's other threads never wait on this one for the interpreter.
+//!
+//! Invalid records are only counted: the InfluxDB path reads the same records and dead-letters them.
+
+use crate::record::parse_record;
+use crate::Folder;
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::time::{Duration, Instant};
+
+/// An assign-only Kafka consumer that folds what it reads into per-partition summaries.
+#[pyclass(module = "ingest._hotpath")]
+pub struct LiveConsumer {
+    consumer: Option<BaseConsumer>,
+    folder: Folder,
+}
+
+/// What one `LiveConsumer.poll` folded.
+#[pyclass(module = "ingest._hotpath", get_all)]
+pub struct Polled {
+    /// `(partition, first_offset, last_offset)` read by this poll, one per partition.
+    ranges: Vec<(i32, i64, i64)>,
+    /// Records read (valid or not).
+    records: usize,
+    /// Records that are not valid readings (the InfluxDB path dead-letters them).
+    invalid: usize,
+    /// Kafka error events seen (not fatal: librdkafka retries them).
+    errors: Vec<String>,
+}
+
+fn kafka_error(context: &str, error: KafkaError) -> PyErr {
+    PyRuntimeError::new_err(format!("{context}: {error}"))
+}
+
+impl LiveConsumer {
+    fn consumer(&self) -> PyResult<&BaseConsumer> {
+        self.consumer.as_ref().ok_or_else(|| PyRuntimeError::new_err("the live consumer is closed"))
+    }
+
+    fn partitions(&self, positions: &[(i32, Option<i64>)]) -> PyResult<TopicPartitionList> {
+        let mut list = TopicPartitionList::new();
+        for &(partition, offset) in positions {
+            match offset {
+                Some(offset) => {
+                    list.add_partition_offset(&self.folder.topic, partition, Offset::from_raw(offset))
+                        .map_err(|e| kafka_error("bad position", e))?;
+                }
+                None => {
+                    list.add_partition(&self.folder.topic, partition);
+                }
+            }
+        }
+        Ok(list)
+    }
+}
+
+#[pymethods]
+impl LiveConsumer {
+    /// `config` is librdkafka configuration (strings); `topic` the one topic it reads.
+    #[new]
+    #[pyo3(signature = (config, topic, timestamp_unit="ms", offline_after_ms=300_000))]
+    fn new(config: HashMap<String, String>, topic: String, timestamp_unit: &str, offline_after_ms: i64) -> PyResult<Self> {
+        let folder = Folder::new(topic, timestamp_unit, offline_after_ms)?;
+        let mut client = ClientConfig::new();
+        for (key, value) in &config {
+            client.set(key, value);
+        }
+        let consumer: BaseConsumer =
+            client.create().map_err(|e| PyValueError::new_err(format!("Kafka consumer configuration: {e}")))?;
+        Ok(LiveConsumer { consumer: Some(consumer), folder })
+    }
+
+    /// Start reading these `(partition, offset)` positions (librdkafka's logical offsets, such as
+    /// -2 for the beginning, are accepted); other partitions keep their positions.
+    fn assign(&self, py: Python<'_>, positions: Vec<(i32, i64)>) -> PyResult<()> {
+        let list = self.partitions(&positions.iter().map(|&(p, o)| (p, Some(o))).collect::<Vec<_>>())?;
+        let consumer = self.consumer()?;
+        py.allow_threads(|| consumer.incremental_assign(&list)).map_err(|e| kafka_error("assign", e))
+    }
+
+    /// Stop reading these partitions (their meter state stays until `resume` replaces it).
+    fn unassign(&self, py: Python<'_>, partitions: Vec<i32>) -> PyResult<()> {
+        let list = self.partitions(&partitions.iter().map(|&p| (p, None)).collect::<Vec<_>>())?;
+        let consumer = self.consumer()?;
+        py.allow_threads(|| consumer.incremental_unassign(&list)).map_err(|e| kafka_error("unassign", e))
+    }
+
+    /// Read for at most `timeout` seconds or `max_records` records, folding each valid reading.
+    /// A fatal Kafka error raises.
+    fn poll(&mut self, py: Python<'_>, max_records: usize, timeout: f64) -> PyResult<Polled> {
+        let LiveConsumer { consumer, folder } = self;
+        let consumer = consumer.as_ref().ok_or_else(|| PyRuntimeError::new_err("the live consumer is closed"))?;
+        let unit = folder.unit;
+        let states = &mut folder.partitions;
+        let polled = py.allow_threads(move || {
+            let deadline = Instant::now() + Duration::from_secs_f64(timeout.max(0.0));
+            let mut polled = Polled { ranges: Vec::new(), records: 0, invalid: 0, errors: Vec::new() };
+            let mut current: Option<usize> = None; // index in `ranges` of the last record's partition
+            while polled.records < max_records {
+                let wait = deadline.saturating_duration_since(Instant::now());
+                let message = match consumer.poll(wait) {
+                    None => break,
+                    Some(Err(error)) => {
+                        if let Some((code, reason)) = consumer.client().fatal_error() {
+                            return Err(format!("fatal Kafka error {code:?}: {reason}"));
+                        }
+                        polled.errors.push(error.to_string());
+                        if wait.is_zero() {
+                            break;
+                        }
+                        continue;
+                    }
+                    Some(Ok(message)) => message,
+                };
+                let (partition, offset) = (message.partition(), message.offset());
+                polled.records += 1;
+                let index = match current {
+                    Some(i) if polled.ranges[i].0 == partition => i,
+                    _ => match polled.ranges.iter().position(|r| r.0 == partition) {
+                        Some(i) => i,
+                        None => {
+                            polled.ranges.push((partition, offset, offset));
+                            states.entry(partition).or_default().begin_batch_if_needed(offset);
+                            polled.ranges.len() - 1
+                        }
+                    },
+                };
+                current = Some(index);
+                let range = &mut polled.ranges[index];
+                range.1 = range.1.min(offset);
+                range.2 = range.2.max(offset);
+                let state = states.get_mut(&partition).expect("begun above");
+                match message.payload().map(|bytes| parse_record(bytes, unit)) {
+                    Some(Ok(reading)) => state.fold(&reading, offset),
+                    _ => polled.invalid += 1,
+                }
+            }
+            for &(partition, _first, last) in &polled.ranges {
+                states.get_mut(&partition).expect("folded").extend_batch(last);
+            }
+            Ok(polled)
+        });
+        polled.map_err(PyRuntimeError::new_err)
+    }
+
+    /// See `Processor.resume`.
+    #[pyo3(signature = (partition, published_upto=None, snapshot=None))]
+    fn resume(&mut self, partition: i32, published_upto: Option<i64>, snapshot: Option<&[u8]>) -> PyResult<()> {
+        self.folder.resume(partition, published_upto, snapshot)
+    }
+
+    /// See `Processor.snapshot`.
+    fn snapshot<'py>(&self, py: Python<'py>, partition: i32) -> Option<Bound<'py, PyBytes>> {
+        self.folder.snapshot(py, partition)
+    }
+
+    /// See `Processor.take_summaries`.
+    fn take_summaries<'py>(&mut self, py: Python<'py>) -> Vec<(i32, Bound<'py, PyBytes>)> {
+        self.folder.take_summaries(py)
+    }
+
+    /// The partition's high watermark as last fetched (no request); None when not known yet.
+    fn high_watermark(&self, partition: i32) -> PyResult<Option<i64>> {
+        let consumer = self.consumer()?;
+        let topic = CString::new(self.folder.topic.as_str()).map_err(|_| PyValueError::new_err("topic name has a NUL"))?;
+        let (mut low, mut high) = (-1i64, -1i64);
+        // SAFETY: a live client handle, a NUL-terminated topic name and two valid out-pointers.
+        let err = unsafe {
+            rdkafka::bindings::rd_kafka_get_watermark_offsets(
+                consumer.client().native_ptr(), topic.as_ptr(), partition, &mut low, &mut high,
+            )
+        };
+        Ok((err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some(high))
+    }
+
+    /// Leave every partition and destroy the client (the consumer cannot be used afterwards).
+    fn close(&mut self, py: Python<'_>) {
+        if let Some(consumer) = self.consumer.take() {
+            py.allow_threads(move || {
+                let _ = consumer.unassign();
+                drop(consumer);
+            });
+        }
+    }
+}
