@@ -40,7 +40,10 @@ bench-aggregator: ## Aggregator fold-rate benchmark
 bench-freshness: ## Produce-to-dashboard freshness at 50k readings/s
 	$(UV) run --no-sync python bench/bench_freshness.py $(ARGS)
 
+bench-live-consumer: ## The live path's read-and-fold: native consumer vs confluent-kafka + hot path
+	$(UV) run --no-sync python bench/bench_live_consumer.py $(ARGS)
+
 bench-aggregations: ## Aggregations in one run: fold rate, ingest cost on vs off, freshness at 50k readings/s
 	$(UV) run --no-sync python bench/bench_aggregations.py $(ARGS)
 
-.PHONY: help install stack-up stack-down run unit test bench-ingest bench-aggregator bench-freshness bench-aggregations
+.PHONY: help install stack-up stack-down run unit test bench-ingest bench-aggregator bench-freshness bench-live-consumer bench-aggregations

@@ -1,0 +1,129 @@
+"""The live path's native consumer (`ingest._hotpath.LiveConsumer`) against the real Kafka: it
+folds exactly what the hot path folds from the same records, reads from the positions it is
+given, stops reading what it is told to, and says what is wrong with a bad configuration."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+from ingest._hotpath import LiveConsumer, Processor
+from simulator import generate_labelled, produce
+
+from ingest_harness import BROKERS, Names, end_offsets, read_topic
+
+pytestmark = pytest.mark.integration
+
+PARTITIONS = 4
+START_MS = int(time.time() * 1000) - 600_000
+
+
+def consumer_for(topic: str) -> LiveConsumer:
+    config = {
+        "bootstrap.servers": BROKERS,
+        "group.id": f"test-live-{uuid.uuid4().hex[:8]}",
+        "enable.auto.commit": "false",
+        "enable.partition.eof": "false",
+        "fetch.wait.max.ms": "50",
+    }
+    return LiveConsumer(config, topic, "ms", 60_000)
+
+
+def poll_until(consumer: LiveConsumer, count: int, timeout: float = 60) -> tuple[int, int, dict[int, tuple[int, int]]]:
+    """Poll until ``count`` records were read; (records, invalid, partition -> (first, last))."""
+    records = invalid = 0
+    seen: dict[int, tuple[int, int]] = {}
+    deadline = time.monotonic() + timeout
+    while records < count and time.monotonic() < deadline:
+        polled = consumer.poll(1000, 0.5)
+        records += polled.records
+        invalid += polled.invalid
+        for partition, first, last in polled.ranges:
+            low, high = seen.get(partition, (first, last))
+            seen[partition] = (min(low, first), max(high, last))
+    return records, invalid, seen
+
+
+@pytest.fixture
+def topic():
+    names = Names(partitions=PARTITIONS)
+    records = generate_labelled(4000, meters=300, seed=13, start_ms=START_MS, step_ms=50, malformed_fraction=0.05,
+                                faulty_fraction=0.05)
+    produce([(r.key, r.value) for r in records], BROKERS, names.topic)
+    yield names.topic, records
+    names.cleanup()
+
+
+def test_the_native_consumer_folds_what_the_hot_path_folds(topic):
+    name, records = topic
+    consumer = consumer_for(name)
+    try:
+        consumer.assign([(p, -2) for p in range(PARTITIONS)])  # -2: the beginning
+        read, invalid, ranges = poll_until(consumer, len(records))
+        native = dict(consumer.take_summaries())
+        ends = end_offsets(name, PARTITIONS)
+        highs = {p: consumer.high_watermark(p) for p in range(PARTITIONS)}
+    finally:
+        consumer.close()
+
+    # The same records, read by confluent-kafka and folded by the hot path, partition by partition.
+    messages = sorted(read_topic(name, len(records)), key=lambda m: (m.partition(), m.offset()))
+    reference = Processor(name, "ms", True, 60_000, lines=False)
+    batch = reference.process([m.value() for m in messages], [m.partition() for m in messages],
+                              [m.offset() for m in messages])
+    expected = dict(reference.take_summaries())
+
+    assert read == len(records)
+    assert invalid == sum(1 for r in records if r.label != "valid") == len(records) - batch.valid
+    assert ranges == {p: (0, ends[p] - 1) for p in range(PARTITIONS) if ends[p] > 0}
+    assert highs == ends
+    assert native.keys() == expected.keys() and len(native) > 1
+    assert native == expected  # byte for byte: same sums, counts, meters, status changes, offsets
+
+
+def test_positions_unassign_and_resume(topic):
+    name, records = topic
+    ends = end_offsets(name, PARTITIONS)
+    start = {p: ends[p] // 2 for p in range(PARTITIONS)}
+    consumer = consumer_for(name)
+    try:
+        consumer.assign([(p, start[p]) for p in range(PARTITIONS)])
+        expected = sum(ends[p] - start[p] for p in range(PARTITIONS))
+        read, _invalid, ranges = poll_until(consumer, expected)
+        assert read == expected
+        assert ranges == {p: (start[p], ends[p] - 1) for p in range(PARTITIONS) if ends[p] > start[p]}
+
+        # A partition taken away is no longer read; the others are re-read from where they are assigned.
+        consumer.unassign([0])
+        consumer.unassign([1, 2, 3])
+        consumer.assign([(1, 0)])
+        read, _invalid, ranges = poll_until(consumer, ends[1], timeout=30)
+        assert read == ends[1]
+        assert set(ranges) == {1}
+        assert consumer.poll(1000, 1.0).records == 0
+
+        # Resumed after a summary up to offset 9: offsets up to 9 only rebuild meter state and the
+        # next summary starts at 10.
+        consumer.unassign([1])
+        consumer.resume(1, 9, None)
+        consumer.take_summaries()
+        consumer.assign([(1, 0)])
+        poll_until(consumer, ends[1], timeout=30)
+        (partition, summary), = consumer.take_summaries()
+        assert partition == 1
+        assert b'"first_offset":10' in summary and f'"last_offset":{ends[1] - 1}'.encode() in summary
+        assert consumer.snapshot(1) is not None and consumer.snapshot(0) is not None
+    finally:
+        consumer.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        consumer.poll(10, 0.1)
+
+
+def test_a_bad_configuration_says_what_is_wrong():
+    with pytest.raises(ValueError, match="fetch.wait.max.ms"):
+        LiveConsumer({"bootstrap.servers": BROKERS, "fetch.wait.max.ms": "not a number"}, "t")
+    with pytest.raises(ValueError, match="no.such.setting"):
+        LiveConsumer({"bootstrap.servers": BROKERS, "no.such.setting": "1"}, "t")
+    with pytest.raises(ValueError, match="timestamp unit"):
+        LiveConsumer({"bootstrap.servers": BROKERS}, "t", "minutes")
