@@ -120,6 +120,26 @@ def test_positions_unassign_and_resume(topic):
         consumer.poll(10, 0.1)
 
 
+def test_a_read_returns_right_after_an_event_second_closes(topic):
+    name, records = topic
+    ends = end_offsets(name, PARTITIONS)
+    consumer = consumer_for(name)
+    try:
+        consumer.assign([(0, -2)])
+        first = consumer.poll(1, 10.0)
+        while first.newest_second is None:  # the first valid reading (a malformed one has no time)
+            first = consumer.poll(1, 10.0)
+        opened = first.newest_second
+        polled = consumer.poll(100_000, 10.0, opened)
+        assert polled.newest_second is not None and polled.newest_second > opened
+        (partition, low, high), = polled.ranges
+        assert partition == 0 and high < ends[0] - 1  # stopped early, at the later second's first reading
+        rest = consumer.poll(100_000, 3.0)  # without newer_than: reads to the end
+        assert rest.ranges == [(0, high + 1, ends[0] - 1)]
+    finally:
+        consumer.close()
+
+
 def test_a_bad_configuration_says_what_is_wrong():
     with pytest.raises(ValueError, match="fetch.wait.max.ms"):
         LiveConsumer({"bootstrap.servers": BROKERS, "fetch.wait.max.ms": "not a number"}, "t")

@@ -39,6 +39,8 @@ pub struct Polled {
     invalid: usize,
     /// Kafka error events seen (not fatal: librdkafka retries them).
     errors: Vec<String>,
+    /// The newest event second (epoch seconds) among the valid readings read, if any.
+    newest_second: Option<i64>,
 }
 
 fn kafka_error(context: &str, error: KafkaError) -> PyErr {
@@ -98,16 +100,18 @@ impl LiveConsumer {
         py.allow_threads(|| consumer.incremental_unassign(&list)).map_err(|e| kafka_error("unassign", e))
     }
 
-    /// Read for at most `timeout` seconds or `max_records` records, folding each valid reading.
-    /// A fatal Kafka error raises.
-    fn poll(&mut self, py: Python<'_>, max_records: usize, timeout: f64) -> PyResult<Polled> {
+    /// Read for at most `timeout` seconds or `max_records` records, folding each valid reading;
+    /// with `newer_than`, return early too, right after folding a reading of a later event second
+    /// (a second has just closed). A fatal Kafka error raises.
+    #[pyo3(signature = (max_records, timeout, newer_than=None))]
+    fn poll(&mut self, py: Python<'_>, max_records: usize, timeout: f64, newer_than: Option<i64>) -> PyResult<Polled> {
         let LiveConsumer { consumer, folder } = self;
         let consumer = consumer.as_ref().ok_or_else(|| PyRuntimeError::new_err("the live consumer is closed"))?;
         let unit = folder.unit;
         let states = &mut folder.partitions;
         let polled = py.allow_threads(move || {
             let deadline = Instant::now() + Duration::from_secs_f64(timeout.max(0.0));
-            let mut polled = Polled { ranges: Vec::new(), records: 0, invalid: 0, errors: Vec::new() };
+            let mut polled = Polled { ranges: Vec::new(), records: 0, invalid: 0, errors: Vec::new(), newest_second: None };
             let mut current: Option<usize> = None; // index in `ranges` of the last record's partition
             while polled.records < max_records {
                 let wait = deadline.saturating_duration_since(Instant::now());
@@ -144,7 +148,14 @@ impl LiveConsumer {
                 range.2 = range.2.max(offset);
                 let state = states.get_mut(&partition).expect("begun above");
                 match message.payload().map(|bytes| parse_record(bytes, unit)) {
-                    Some(Ok(reading)) => state.fold(&reading, offset),
+                    Some(Ok(reading)) => {
+                        let second = reading.time_ms.div_euclid(1000);
+                        polled.newest_second = Some(polled.newest_second.map_or(second, |s| s.max(second)));
+                        state.fold(&reading, offset);
+                        if newer_than.is_some_and(|s| second > s) {
+                            break;
+                        }
+                    }
                     _ => polled.invalid += 1,
                 }
             }

@@ -69,6 +69,45 @@ return fenced
 """
 
 
+class PublishSchedule:
+    """When the live path publishes: every ``interval``, and early when an event second closes.
+
+    A second on the dashboard is complete once every reading of it is published. A reading of a
+    later second closes it; ``grace`` later (the last readings of it from the other partitions are
+    still on their way: producer linger, fetch wait) it is published at once instead of at the
+    next interval. An early publish needs half an interval since the last one, so a replay that
+    crosses many seconds per read publishes at most twice per interval. At a steady load the
+    interval publishes fall into step with the early ones.
+    """
+
+    def __init__(self, interval: float, grace: float, now: float) -> None:
+        self.interval, self.grace = interval, grace
+        self.last = now
+        self.newest: int | None = None  # newest event second read so far
+        self.closed_at: float | None = None  # when a second closed that is not published yet
+
+    def watch_after(self) -> int | None:
+        """Second after which a read should return at once (None: no early return wanted)."""
+        return self.newest if self.grace > 0 and self.closed_at is None else None
+
+    def saw(self, newest_second: int | None, now: float) -> None:
+        if newest_second is None or (self.newest is not None and newest_second <= self.newest):
+            return
+        if self.newest is not None and self.grace > 0 and self.closed_at is None:
+            self.closed_at = now
+        self.newest = newest_second
+
+    def due(self) -> float:
+        """When the next publish is due."""
+        due = self.last + self.interval
+        if self.closed_at is not None:
+            due = min(due, max(self.closed_at + self.grace, self.last + self.interval / 2))
+        return due
+
+    def published(self, now: float) -> None:
+        self.last, self.closed_at = now, None
+
+
 @dataclass
 class Resume:
     """Where the live path resumes a partition, and with what it rebuilds its state."""
@@ -215,17 +254,19 @@ class LivePath(threading.Thread):
 
     def _loop(self) -> None:
         batch_size = self.settings.kafka_batch_size
-        last_publish = time.monotonic()
+        schedule = PublishSchedule(self.interval, self.settings.second_close_grace, time.monotonic())
         while not self._stop.is_set():
             self._take_changes()
-            timeout = max(0.01, min(self.interval, last_publish + self.interval - time.monotonic()))
+            timeout = max(0.005, min(self.interval, schedule.due() - time.monotonic()))
             if self._assigned:
-                self._fold(self.consumer.poll(batch_size, timeout))
+                polled = self.consumer.poll(batch_size, timeout, schedule.watch_after())
+                self._fold(polled)
+                schedule.saw(polled.newest_second, time.monotonic())
             else:
                 self._stop.wait(0.05)
-            if time.monotonic() - last_publish >= self.interval:
+            if time.monotonic() >= schedule.due():
                 self._publish()
-                last_publish = time.monotonic()
+                schedule.published(time.monotonic())
         self._take_changes()
         self._publish(checkpoint=list(self._position))  # a restart resumes from here
 

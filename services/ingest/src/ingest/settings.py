@@ -50,6 +50,9 @@ class IngestSettings(ServiceSettings, InfluxSettings, RedisSettings):
     offline_after: Duration = env("SMARTGRID_OFFLINE_AFTER", 300.0)
     # How often the live path publishes summaries (the dashboard's freshness, and Redis load).
     summary_interval: Duration = env("SMARTGRID_SUMMARY_INTERVAL", 0.25)
+    # After event time enters a new second, how long the live path waits for that second's last
+    # readings from its other partitions before publishing it early (0: on the interval only).
+    second_close_grace: Duration = env("SMARTGRID_SECOND_CLOSE_GRACE", 0.08)
     # How often a worker checkpoints meter state to Redis (with a summary).
     checkpoint_interval: Duration = env("SMARTGRID_CHECKPOINT_INTERVAL", 10.0)
     # On SIGTERM, how long workers may take to write and commit what is in flight.
