@@ -6,7 +6,8 @@ them all from the beginning, folding every record into summaries, two ways, alte
 
 * baseline: what the live path did before, a confluent-kafka ``Consumer.consume()`` batch (one
   Python message object per record), then ``Processor.process`` (aggregations on, no lines);
-* native: ``LiveConsumer.poll`` (librdkafka and the fold in Rust, the GIL released throughout).
+* native: ``LiveConsumer.poll`` into the same kind of ``Processor`` (librdkafka and the fold in
+  Rust, the GIL released throughout).
 
 Prints records/s of wall time and of this process's CPU time (both include librdkafka's fetch
 threads), and checks that both ways produce the same summaries. Needs the local stack
@@ -60,13 +61,14 @@ def baseline(topic: str, total: int) -> tuple[float, float, list]:
 
 
 def native(topic: str, total: int) -> tuple[float, float, list]:
-    consumer = LiveConsumer({**CONFIG, "group.id": f"bench-live-{uuid.uuid4().hex}"}, topic, "ms", 300_000)
+    consumer = LiveConsumer({**CONFIG, "group.id": f"bench-live-{uuid.uuid4().hex}"}, topic)
+    processor = Processor(topic, "ms", True, 300_000, lines=False)
     wall, cpu = time.perf_counter(), time.process_time()
     consumer.assign([(p, -2) for p in range(PARTITIONS)])
     read = 0
     while read < total:
-        read += consumer.poll(BATCH, 1.0).records
-    summaries = consumer.take_summaries()
+        read += consumer.poll(processor, BATCH, 1.0).records
+    summaries = processor.take_summaries()
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     consumer.close()
     return wall, cpu, summaries

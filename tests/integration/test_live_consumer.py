@@ -1,6 +1,7 @@
 """The live path's native consumer (`ingest._hotpath.LiveConsumer`) against the real Kafka: it
-folds exactly what the hot path folds from the same records, reads from the positions it is
-given, stops reading what it is told to, and says what is wrong with a bad configuration."""
+folds into a `Processor` exactly what `Processor.process` folds from the same records, reads from
+the positions it is given, stops reading what it is told to, and says what is wrong with a bad
+configuration."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ PARTITIONS = 4
 START_MS = int(time.time() * 1000) - 600_000
 
 
-def consumer_for(topic: str) -> LiveConsumer:
+def consumer_for(topic: str) -> tuple[LiveConsumer, Processor]:
     config = {
         "bootstrap.servers": BROKERS,
         "group.id": f"test-live-{uuid.uuid4().hex[:8]}",
@@ -27,16 +28,17 @@ def consumer_for(topic: str) -> LiveConsumer:
         "enable.partition.eof": "false",
         "fetch.wait.max.ms": "50",
     }
-    return LiveConsumer(config, topic, "ms", 60_000)
+    return LiveConsumer(config, topic), Processor(topic, "ms", True, 60_000, lines=False)
 
 
-def poll_until(consumer: LiveConsumer, count: int, timeout: float = 60) -> tuple[int, int, dict[int, tuple[int, int]]]:
+def poll_until(consumer: LiveConsumer, processor: Processor, count: int,
+               timeout: float = 60) -> tuple[int, int, dict[int, tuple[int, int]]]:
     """Poll until ``count`` records were read; (records, invalid, partition -> (first, last))."""
     records = invalid = 0
     seen: dict[int, tuple[int, int]] = {}
     deadline = time.monotonic() + timeout
     while records < count and time.monotonic() < deadline:
-        polled = consumer.poll(1000, 0.5)
+        polled = consumer.poll(processor, 1000, 0.5)
         records += polled.records
         invalid += polled.invalid
         for partition, first, last in polled.ranges:
@@ -57,11 +59,11 @@ def topic():
 
 def test_the_native_consumer_folds_what_the_hot_path_folds(topic):
     name, records = topic
-    consumer = consumer_for(name)
+    consumer, processor = consumer_for(name)
     try:
         consumer.assign([(p, -2) for p in range(PARTITIONS)])  # -2: the beginning
-        read, invalid, ranges = poll_until(consumer, len(records))
-        native = dict(consumer.take_summaries())
+        read, invalid, ranges = poll_until(consumer, processor, len(records))
+        native = dict(processor.take_summaries())
         ends = end_offsets(name, PARTITIONS)
         highs = {p: consumer.high_watermark(p) for p in range(PARTITIONS)}
     finally:
@@ -86,11 +88,11 @@ def test_positions_unassign_and_resume(topic):
     name, records = topic
     ends = end_offsets(name, PARTITIONS)
     start = {p: ends[p] // 2 for p in range(PARTITIONS)}
-    consumer = consumer_for(name)
+    consumer, processor = consumer_for(name)
     try:
         consumer.assign([(p, start[p]) for p in range(PARTITIONS)])
         expected = sum(ends[p] - start[p] for p in range(PARTITIONS))
-        read, _invalid, ranges = poll_until(consumer, expected)
+        read, _invalid, ranges = poll_until(consumer, processor, expected)
         assert read == expected
         assert ranges == {p: (start[p], ends[p] - 1) for p in range(PARTITIONS) if ends[p] > start[p]}
 
@@ -98,43 +100,43 @@ def test_positions_unassign_and_resume(topic):
         consumer.unassign([0])
         consumer.unassign([1, 2, 3])
         consumer.assign([(1, 0)])
-        read, _invalid, ranges = poll_until(consumer, ends[1], timeout=30)
+        read, _invalid, ranges = poll_until(consumer, processor, ends[1], timeout=30)
         assert read == ends[1]
         assert set(ranges) == {1}
-        assert consumer.poll(1000, 1.0).records == 0
+        assert consumer.poll(processor, 1000, 1.0).records == 0
 
         # Resumed after a summary up to offset 9: offsets up to 9 only rebuild meter state and the
         # next summary starts at 10.
         consumer.unassign([1])
-        consumer.resume(1, 9, None)
-        consumer.take_summaries()
+        processor.resume(1, 9, None)
+        processor.take_summaries()
         consumer.assign([(1, 0)])
-        poll_until(consumer, ends[1], timeout=30)
-        (partition, summary), = consumer.take_summaries()
+        poll_until(consumer, processor, ends[1], timeout=30)
+        (partition, summary), = processor.take_summaries()
         assert partition == 1
         assert b'"first_offset":10' in summary and f'"last_offset":{ends[1] - 1}'.encode() in summary
-        assert consumer.snapshot(1) is not None and consumer.snapshot(0) is not None
+        assert processor.snapshot(1) is not None and processor.snapshot(0) is not None
     finally:
         consumer.close()
     with pytest.raises(RuntimeError, match="closed"):
-        consumer.poll(10, 0.1)
+        consumer.poll(processor, 10, 0.1)
 
 
 def test_a_read_returns_right_after_an_event_second_closes(topic):
     name, records = topic
     ends = end_offsets(name, PARTITIONS)
-    consumer = consumer_for(name)
+    consumer, processor = consumer_for(name)
     try:
         consumer.assign([(0, -2)])
-        first = consumer.poll(1, 10.0)
+        first = consumer.poll(processor, 1, 10.0)
         while first.newest_second is None:  # the first valid reading (a malformed one has no time)
-            first = consumer.poll(1, 10.0)
+            first = consumer.poll(processor, 1, 10.0)
         opened = first.newest_second
-        polled = consumer.poll(100_000, 10.0, opened)
+        polled = consumer.poll(processor, 100_000, 10.0, opened)
         assert polled.newest_second is not None and polled.newest_second > opened
         (partition, low, high), = polled.ranges
         assert partition == 0 and high < ends[0] - 1  # stopped early, at the later second's first reading
-        rest = consumer.poll(100_000, 3.0)  # without newer_than: reads to the end
+        rest = consumer.poll(processor, 100_000, 3.0)  # without newer_than: reads to the end
         assert rest.ranges == [(0, high + 1, ends[0] - 1)]
     finally:
         consumer.close()
@@ -145,5 +147,3 @@ def test_a_bad_configuration_says_what_is_wrong():
         LiveConsumer({"bootstrap.servers": BROKERS, "fetch.wait.max.ms": "not a number"}, "t")
     with pytest.raises(ValueError, match="no.such.setting"):
         LiveConsumer({"bootstrap.servers": BROKERS, "no.such.setting": "1"}, "t")
-    with pytest.raises(ValueError, match="timestamp unit"):
-        LiveConsumer({"bootstrap.servers": BROKERS}, "t", "minutes")

@@ -5,13 +5,14 @@
 //! released for the whole poll: Python sees one call per poll (the offset ranges folded), and the
 //! worker's other threads never wait on this one for the interpreter.
 //!
-//! Invalid records are only counted: the InfluxDB path reads the same records and dead-letters them.
+//! The consumer does the Kafka side only: it folds into a `Processor`'s summaries and meter state,
+//! which the live path resumes, snapshots and takes summaries from as before. Invalid records are
+//! only counted: the InfluxDB path reads the same records and dead-letters them.
 
 use crate::record::parse_record;
-use crate::Folder;
+use crate::Processor;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
@@ -21,11 +22,11 @@ use std::collections::HashMap;
 use std::ffi::CString;
 use std::time::{Duration, Instant};
 
-/// An assign-only Kafka consumer that folds what it reads into per-partition summaries.
+/// An assign-only Kafka consumer that folds what it reads into a `Processor`'s summaries.
 #[pyclass(module = "ingest._hotpath")]
 pub struct LiveConsumer {
     consumer: Option<BaseConsumer>,
-    folder: Folder,
+    topic: String,
 }
 
 /// What one `LiveConsumer.poll` folded.
@@ -57,11 +58,11 @@ impl LiveConsumer {
         for &(partition, offset) in positions {
             match offset {
                 Some(offset) => {
-                    list.add_partition_offset(&self.folder.topic, partition, Offset::from_raw(offset))
+                    list.add_partition_offset(&self.topic, partition, Offset::from_raw(offset))
                         .map_err(|e| kafka_error("bad position", e))?;
                 }
                 None => {
-                    list.add_partition(&self.folder.topic, partition);
+                    list.add_partition(&self.topic, partition);
                 }
             }
         }
@@ -73,16 +74,14 @@ impl LiveConsumer {
 impl LiveConsumer {
     /// `config` is librdkafka configuration (strings); `topic` the one topic it reads.
     #[new]
-    #[pyo3(signature = (config, topic, timestamp_unit="ms", offline_after_ms=300_000))]
-    fn new(config: HashMap<String, String>, topic: String, timestamp_unit: &str, offline_after_ms: i64) -> PyResult<Self> {
-        let folder = Folder::new(topic, timestamp_unit, offline_after_ms)?;
+    fn new(config: HashMap<String, String>, topic: String) -> PyResult<Self> {
         let mut client = ClientConfig::new();
         for (key, value) in &config {
             client.set(key, value);
         }
         let consumer: BaseConsumer =
             client.create().map_err(|e| PyValueError::new_err(format!("Kafka consumer configuration: {e}")))?;
-        Ok(LiveConsumer { consumer: Some(consumer), folder })
+        Ok(LiveConsumer { consumer: Some(consumer), topic })
     }
 
     /// Start reading these `(partition, offset)` positions (librdkafka's logical offsets, such as
@@ -100,13 +99,22 @@ impl LiveConsumer {
         py.allow_threads(|| consumer.incremental_unassign(&list)).map_err(|e| kafka_error("unassign", e))
     }
 
-    /// Read for at most `timeout` seconds or `max_records` records, folding each valid reading;
-    /// with `newer_than`, return early too, right after folding a reading of a later event second
-    /// (a second has just closed). A fatal Kafka error raises.
-    #[pyo3(signature = (max_records, timeout, newer_than=None))]
-    fn poll(&mut self, py: Python<'_>, max_records: usize, timeout: f64, newer_than: Option<i64>) -> PyResult<Polled> {
-        let LiveConsumer { consumer, folder } = self;
-        let consumer = consumer.as_ref().ok_or_else(|| PyRuntimeError::new_err("the live consumer is closed"))?;
+    /// Read for at most `timeout` seconds or `max_records` records, folding each valid reading
+    /// into `processor` (as its `process` would, without line protocol); with `newer_than`, return
+    /// early too, right after folding a reading of a later event second (a second has just
+    /// closed). A fatal Kafka error raises.
+    #[pyo3(signature = (processor, max_records, timeout, newer_than=None))]
+    fn poll(
+        &self,
+        py: Python<'_>,
+        processor: &Bound<'_, Processor>,
+        max_records: usize,
+        timeout: f64,
+        newer_than: Option<i64>,
+    ) -> PyResult<Polled> {
+        let consumer = self.consumer()?;
+        let mut processor = processor.try_borrow_mut()?;
+        let folder = &mut processor.folder;
         let unit = folder.unit;
         let states = &mut folder.partitions;
         let polled = py.allow_threads(move || {
@@ -167,26 +175,10 @@ impl LiveConsumer {
         polled.map_err(PyRuntimeError::new_err)
     }
 
-    /// See `Processor.resume`.
-    #[pyo3(signature = (partition, published_upto=None, snapshot=None))]
-    fn resume(&mut self, partition: i32, published_upto: Option<i64>, snapshot: Option<&[u8]>) -> PyResult<()> {
-        self.folder.resume(partition, published_upto, snapshot)
-    }
-
-    /// See `Processor.snapshot`.
-    fn snapshot<'py>(&self, py: Python<'py>, partition: i32) -> Option<Bound<'py, PyBytes>> {
-        self.folder.snapshot(py, partition)
-    }
-
-    /// See `Processor.take_summaries`.
-    fn take_summaries<'py>(&mut self, py: Python<'py>) -> Vec<(i32, Bound<'py, PyBytes>)> {
-        self.folder.take_summaries(py)
-    }
-
     /// The partition's high watermark as last fetched (no request); None when not known yet.
     fn high_watermark(&self, partition: i32) -> PyResult<Option<i64>> {
         let consumer = self.consumer()?;
-        let topic = CString::new(self.folder.topic.as_str()).map_err(|_| PyValueError::new_err("topic name has a NUL"))?;
+        let topic = CString::new(self.topic.as_str()).map_err(|_| PyValueError::new_err("topic name has a NUL"))?;
         let (mut low, mut high) = (-1i64, -1i64);
         // SAFETY: a live client handle, a NUL-terminated topic name and two valid out-pointers.
         let err = unsafe {

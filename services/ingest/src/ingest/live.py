@@ -13,11 +13,11 @@ memory is one batch plus librdkafka's bounded prefetch: when Redis is down it si
 reading, and the InfluxDB path, whose commits then wait, pauses in turn.
 
 The consumer is native (:class:`ingest._hotpath.LiveConsumer`): librdkafka's messages are decoded
-and folded where they arrive, with the GIL released for the whole poll, so this path makes no
-Python object per record and the worker's other threads never wait on it for the interpreter.
-Python keeps the rest: when to publish, Redis, assignment changes.
+and folded into the processor's summaries where they arrive, with the GIL released for the whole
+poll, so this path makes no Python object per record and the worker's other threads never wait on
+it for the interpreter. Python keeps the rest: when to publish, Redis, assignment changes.
 
-Only this thread touches its consumer; the worker thread hands it partition changes (group
+Only this thread touches its consumer and its processor; the worker thread hands it partition changes (group
 rebalances) through a queue and waits for them to be applied.
 
 One publisher per partition chain: a publish is a compare-and-set on the partition's published
@@ -39,7 +39,7 @@ import redis
 from confluent_kafka import OFFSET_BEGINNING
 from smartgrid_common.contracts import summary_stream
 
-from ._hotpath import LiveConsumer
+from ._hotpath import LiveConsumer, Processor
 from .settings import IngestSettings
 from .stats import WorkerStats
 
@@ -150,6 +150,9 @@ class LivePath(threading.Thread):
         self._stop = threading.Event()
         self.topic = settings.kafka_topic
         self.prefix = settings.redis_prefix
+        self.processor = Processor(
+            settings.kafka_topic, settings.timestamp_unit, True, int(settings.offline_after * 1000), lines=False
+        )
         self.consumer = LiveConsumer(
             {"bootstrap.servers": settings.kafka_brokers, **settings.kafka_security()}
             | {
@@ -163,8 +166,6 @@ class LivePath(threading.Thread):
                 "queued.max.messages.kbytes": "16384",
             },
             settings.kafka_topic,
-            settings.timestamp_unit,
-            int(settings.offline_after * 1000),
         )
         self.interval = settings.summary_interval
         self.error: BaseException | None = None
@@ -259,7 +260,7 @@ class LivePath(threading.Thread):
             self._take_changes()
             timeout = max(0.005, min(self.interval, schedule.due() - time.monotonic()))
             if self._assigned:
-                polled = self.consumer.poll(batch_size, timeout, schedule.watch_after())
+                polled = self.consumer.poll(self.processor, batch_size, timeout, schedule.watch_after())
                 self._fold(polled)
                 schedule.saw(polled.newest_second, time.monotonic())
             else:
@@ -294,7 +295,7 @@ class LivePath(threading.Thread):
     def _resume(self, point: Resume) -> tuple[int, int]:
         """Rebuild a partition's state from Redis; ``(partition, offset)`` to read it from."""
         partition = point.partition
-        self.consumer.resume(partition, point.published, point.snapshot)
+        self.processor.resume(partition, point.published, point.snapshot)
         self._forget(partition)
         if point.snapshot is not None:
             self._checkpointed.add(partition)
@@ -343,10 +344,10 @@ class LivePath(threading.Thread):
             due = list(self._checkpoint_due)
         if not self._consumed and not due:
             return
-        summaries = self.consumer.take_summaries() if self._consumed else []
+        summaries = self.processor.take_summaries() if self._consumed else []
         snapshots = {}
         for partition in due:
-            snapshot = self.consumer.snapshot(partition)
+            snapshot = self.processor.snapshot(partition)
             if snapshot is not None:
                 snapshots[partition] = (self._position[partition], snapshot)
             self._checkpoint_due.discard(partition)
