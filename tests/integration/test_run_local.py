@@ -5,7 +5,9 @@ stopped too, which is checked by hand (it would stop the suite's stack here)."""
 
 from __future__ import annotations
 
+import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -13,9 +15,24 @@ import time
 import httpx
 import pytest
 
-from ingest_harness import REPO, free_port
+from ingest_harness import REPO
 
 pytestmark = pytest.mark.integration
+
+
+def three_free_ports() -> int:
+    """A port P with P, P+1 and P+2 free (dashboard, ingest, writer), below the ephemeral range so
+    that no client connection takes one of them meanwhile."""
+    for _ in range(200):
+        base = random.randrange(20_000, 32_000)
+        try:
+            for port in (base, base + 1, base + 2):
+                with socket.socket() as sock:
+                    sock.bind(("0.0.0.0", port))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError("no three consecutive free ports")
 
 
 def answers(url: str) -> bool:
@@ -28,7 +45,7 @@ def answers(url: str) -> bool:
 def test_ctrl_c_stops_the_services_and_leaves_a_stack_it_did_not_start():
     before = subprocess.run([str(REPO / "scripts" / "stack"), "status"], capture_output=True, text=True)
     assert before.returncode == 0, before.stdout  # the suite's stack is up
-    port = free_port()
+    port = three_free_ports()
     process = subprocess.Popen(
         [sys.executable, "scripts/run-local", "--no-simulator", "--dashboard-port", str(port)],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
