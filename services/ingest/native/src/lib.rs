@@ -21,58 +21,61 @@ mod summary;
 use record::{parse_record, TimestampUnit};
 use summary::PartitionState;
 
-/// Meter state and open summaries of every partition: what `Processor` and `LiveConsumer` fold into.
-struct Folder {
-    topic: String,
-    unit: TimestampUnit,
-    offline_after_ms: i64,
-    partitions: HashMap<i32, PartitionState>,
+/// The offset range of each partition read in one batch, opening each partition's summary batch
+/// as it first appears; `finish` extends (or, without aggregations, skips) those batches. Shared by
+/// `Processor.process` and `LiveConsumer.poll`, so both fold batches the same way.
+struct BatchRanges {
+    ranges: Vec<(i32, i64, i64)>,
+    /// Index in `ranges` of the partition seen last (records come in runs of one partition).
+    current: usize,
 }
 
-impl Folder {
-    fn new(topic: String, timestamp_unit: &str, offline_after_ms: i64) -> PyResult<Self> {
-        let unit = TimestampUnit::parse(timestamp_unit)
-            .ok_or_else(|| PyValueError::new_err(format!("timestamp unit {timestamp_unit:?}: use s, ms, us or ns")))?;
-        if offline_after_ms <= 0 {
-            return Err(PyValueError::new_err("offline_after_ms must be > 0"));
-        }
-        Ok(Folder { topic, unit, offline_after_ms, partitions: HashMap::new() })
+impl BatchRanges {
+    fn new() -> Self {
+        BatchRanges { ranges: Vec::new(), current: 0 }
     }
 
-    fn resume(&mut self, partition: i32, published_upto: Option<i64>, snapshot: Option<&[u8]>) -> PyResult<()> {
-        let mut state = match snapshot {
-            Some(bytes) => PartitionState::restore(bytes).map_err(|e| PyValueError::new_err(format!("bad snapshot: {e}")))?,
-            None => PartitionState::default(),
-        };
-        state.published_upto = published_upto;
-        self.partitions.insert(partition, state);
-        Ok(())
-    }
-
-    fn snapshot<'py>(&self, py: Python<'py>, partition: i32) -> Option<Bound<'py, PyBytes>> {
-        self.partitions.get(&partition).map(|s| PyBytes::new_bound(py, &s.snapshot()))
-    }
-
-    fn take_summaries<'py>(&mut self, py: Python<'py>) -> Vec<(i32, Bound<'py, PyBytes>)> {
-        let mut summaries = Vec::new();
-        let mut partitions: Vec<i32> = self.partitions.keys().copied().collect();
-        partitions.sort_unstable();
-        for partition in partitions {
-            let state = self.partitions.get_mut(&partition).expect("listed");
-            if let Some(json) = state.finish_open_batch(&self.topic, partition, self.offline_after_ms) {
-                summaries.push((partition, PyBytes::new_bound(py, &json)));
+    /// Record that `first..=last` of `partition` is in the batch; that partition's state.
+    fn add<'s>(&mut self, states: &'s mut HashMap<i32, PartitionState>, partition: i32, first: i64, last: i64) -> &'s mut PartitionState {
+        if self.ranges.get(self.current).map(|r| r.0) != Some(partition) {
+            match self.ranges.iter().position(|r| r.0 == partition) {
+                Some(index) => self.current = index,
+                None => {
+                    self.ranges.push((partition, first, last));
+                    self.current = self.ranges.len() - 1;
+                }
             }
         }
-        summaries
+        let range = &mut self.ranges[self.current];
+        range.1 = range.1.min(first);
+        range.2 = range.2.max(last);
+        let state = states.entry(partition).or_default();
+        state.begin_batch_if_needed(first);
+        state
+    }
+
+    fn finish(self, states: &mut HashMap<i32, PartitionState>, aggregations: bool) -> Vec<(i32, i64, i64)> {
+        for &(partition, _first, last) in &self.ranges {
+            let state = states.get_mut(&partition).expect("state exists");
+            if aggregations {
+                state.extend_batch(last);
+            } else {
+                state.skip_batch();
+            }
+        }
+        self.ranges
     }
 }
 
 /// Converts batches of Kafka values into line protocol, rejects and summaries.
 #[pyclass(module = "ingest._hotpath")]
 struct Processor {
+    topic: String,
+    unit: TimestampUnit,
     aggregations: bool,
     lines: bool,
-    folder: Folder,
+    offline_after_ms: i64,
+    partitions: HashMap<i32, PartitionState>,
 }
 
 /// What `Processor.process` returns for one batch.
@@ -96,7 +99,12 @@ impl Processor {
     #[new]
     #[pyo3(signature = (topic, timestamp_unit="ms", aggregations=true, offline_after_ms=300_000, lines=true))]
     fn new(topic: String, timestamp_unit: &str, aggregations: bool, offline_after_ms: i64, lines: bool) -> PyResult<Self> {
-        Ok(Processor { aggregations, lines, folder: Folder::new(topic, timestamp_unit, offline_after_ms)? })
+        let unit = TimestampUnit::parse(timestamp_unit)
+            .ok_or_else(|| PyValueError::new_err(format!("timestamp unit {timestamp_unit:?}: use s, ms, us or ns")))?;
+        if offline_after_ms <= 0 {
+            return Err(PyValueError::new_err("offline_after_ms must be > 0"));
+        }
+        Ok(Processor { topic, unit, aggregations, lines, offline_after_ms, partitions: HashMap::new() })
     }
 
     /// Tell the processor where a partition resumes: records up to `published_upto` were already
@@ -104,19 +112,34 @@ impl Processor {
     /// summary starts at `published_upto + 1`, which keeps the partition's summaries chained.
     #[pyo3(signature = (partition, published_upto=None, snapshot=None))]
     fn resume(&mut self, partition: i32, published_upto: Option<i64>, snapshot: Option<&[u8]>) -> PyResult<()> {
-        self.folder.resume(partition, published_upto, snapshot)
+        let mut state = match snapshot {
+            Some(bytes) => PartitionState::restore(bytes).map_err(|e| PyValueError::new_err(format!("bad snapshot: {e}")))?,
+            None => PartitionState::default(),
+        };
+        state.published_upto = published_upto;
+        self.partitions.insert(partition, state);
+        Ok(())
     }
 
     /// Meter state of a partition as bytes, for a checkpoint taken together with a summary.
     fn snapshot<'py>(&self, py: Python<'py>, partition: i32) -> Option<Bound<'py, PyBytes>> {
-        self.folder.snapshot(py, partition)
+        self.partitions.get(&partition).map(|s| PyBytes::new_bound(py, &s.snapshot()))
     }
 
     /// Close every open partition batch: `(partition, summary JSON)` for each one with something
     /// to publish (records folded since the last call that were not already published). One
     /// summary per partition per write unit, however many consume batches the unit took.
     fn take_summaries<'py>(&mut self, py: Python<'py>) -> Vec<(i32, Bound<'py, PyBytes>)> {
-        self.folder.take_summaries(py)
+        let mut summaries = Vec::new();
+        let mut partitions: Vec<i32> = self.partitions.keys().copied().collect();
+        partitions.sort_unstable();
+        for partition in partitions {
+            let state = self.partitions.get_mut(&partition).expect("listed");
+            if let Some(json) = state.finish_open_batch(&self.topic, partition, self.offline_after_ms) {
+                summaries.push((partition, PyBytes::new_bound(py, &json)));
+            }
+        }
+        summaries
     }
 
     /// Decode, validate and convert one batch. `values[i]` came from `partitions[i]` at `offsets[i]`.
@@ -145,16 +168,16 @@ impl Processor {
                 owned.push(item.clone().unbind());
             }
         }
-        let unit = self.folder.unit;
+        let unit = self.unit;
         let aggregations = self.aggregations;
         let lines = self.lines;
-        let states = &mut self.folder.partitions;
+        let states = &mut self.partitions;
         // Decoding runs without the GIL: the worker's other threads (the live path, InfluxDB
         // writes, commits) keep going on another core meanwhile.
         let (body, rejected, ranges, valid) = py.allow_threads(move || {
             let mut body: Vec<u8> = Vec::with_capacity(if lines { n * 200 } else { 0 });
             let mut rejected = Vec::new();
-            let mut ranges: Vec<(i32, i64, i64)> = Vec::new();
+            let mut ranges = BatchRanges::new();
             let mut valid = 0usize;
             let mut i = 0;
             while i < n {
@@ -165,15 +188,7 @@ impl Processor {
                     end += 1;
                 }
                 let (run_first, run_last) = (offsets[i..end].iter().min().copied().unwrap_or(0), offsets[i..end].iter().max().copied().unwrap_or(0));
-                match ranges.iter_mut().find(|r| r.0 == partition) {
-                    Some(r) => {
-                        r.1 = r.1.min(run_first);
-                        r.2 = r.2.max(run_last);
-                    }
-                    None => ranges.push((partition, run_first, run_last)),
-                }
-                let state = states.entry(partition).or_default();
-                state.begin_batch_if_needed(run_first);
+                let state = ranges.add(states, partition, run_first, run_last);
                 for j in i..end {
                     let reading = match raw[j] {
                         None => Err("empty record (no value)".to_string()),
@@ -194,14 +209,7 @@ impl Processor {
                 }
                 i = end;
             }
-            for &(partition, _first, last) in &ranges {
-                let state = states.get_mut(&partition).expect("state exists");
-                if aggregations {
-                    state.extend_batch(last);
-                } else {
-                    state.skip_batch();
-                }
-            }
+            let ranges = ranges.finish(states, aggregations);
             (body, rejected, ranges, valid)
         });
         drop(owned);

@@ -10,7 +10,7 @@
 //! only counted: the InfluxDB path reads the same records and dead-letters them.
 
 use crate::record::parse_record;
-use crate::Processor;
+use crate::{BatchRanges, Processor};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use rdkafka::config::ClientConfig;
@@ -53,18 +53,10 @@ impl LiveConsumer {
         self.consumer.as_ref().ok_or_else(|| PyRuntimeError::new_err("the live consumer is closed"))
     }
 
-    fn partitions(&self, positions: &[(i32, Option<i64>)]) -> PyResult<TopicPartitionList> {
+    fn partition_list(&self, positions: impl IntoIterator<Item = (i32, Offset)>) -> PyResult<TopicPartitionList> {
         let mut list = TopicPartitionList::new();
-        for &(partition, offset) in positions {
-            match offset {
-                Some(offset) => {
-                    list.add_partition_offset(&self.topic, partition, Offset::from_raw(offset))
-                        .map_err(|e| kafka_error("bad position", e))?;
-                }
-                None => {
-                    list.add_partition(&self.topic, partition);
-                }
-            }
+        for (partition, offset) in positions {
+            list.add_partition_offset(&self.topic, partition, offset).map_err(|e| kafka_error("bad position", e))?;
         }
         Ok(list)
     }
@@ -87,14 +79,14 @@ impl LiveConsumer {
     /// Start reading these `(partition, offset)` positions (librdkafka's logical offsets, such as
     /// -2 for the beginning, are accepted); other partitions keep their positions.
     fn assign(&self, py: Python<'_>, positions: Vec<(i32, i64)>) -> PyResult<()> {
-        let list = self.partitions(&positions.iter().map(|&(p, o)| (p, Some(o))).collect::<Vec<_>>())?;
+        let list = self.partition_list(positions.into_iter().map(|(p, o)| (p, Offset::from_raw(o))))?;
         let consumer = self.consumer()?;
         py.allow_threads(|| consumer.incremental_assign(&list)).map_err(|e| kafka_error("assign", e))
     }
 
     /// Stop reading these partitions (their meter state stays until `resume` replaces it).
     fn unassign(&self, py: Python<'_>, partitions: Vec<i32>) -> PyResult<()> {
-        let list = self.partitions(&partitions.iter().map(|&p| (p, None)).collect::<Vec<_>>())?;
+        let list = self.partition_list(partitions.into_iter().map(|p| (p, Offset::Invalid)))?;
         let consumer = self.consumer()?;
         py.allow_threads(|| consumer.incremental_unassign(&list)).map_err(|e| kafka_error("unassign", e))
     }
@@ -114,13 +106,12 @@ impl LiveConsumer {
     ) -> PyResult<Polled> {
         let consumer = self.consumer()?;
         let mut processor = processor.try_borrow_mut()?;
-        let folder = &mut processor.folder;
-        let unit = folder.unit;
-        let states = &mut folder.partitions;
+        let unit = processor.unit;
+        let states = &mut processor.partitions;
         let polled = py.allow_threads(move || {
             let deadline = Instant::now() + Duration::from_secs_f64(timeout.max(0.0));
             let mut polled = Polled { ranges: Vec::new(), records: 0, invalid: 0, errors: Vec::new(), newest_second: None };
-            let mut current: Option<usize> = None; // index in `ranges` of the last record's partition
+            let mut ranges = BatchRanges::new();
             while polled.records < max_records {
                 let wait = deadline.saturating_duration_since(Instant::now());
                 let message = match consumer.poll(wait) {
@@ -139,22 +130,7 @@ impl LiveConsumer {
                 };
                 let (partition, offset) = (message.partition(), message.offset());
                 polled.records += 1;
-                let index = match current {
-                    Some(i) if polled.ranges[i].0 == partition => i,
-                    _ => match polled.ranges.iter().position(|r| r.0 == partition) {
-                        Some(i) => i,
-                        None => {
-                            polled.ranges.push((partition, offset, offset));
-                            states.entry(partition).or_default().begin_batch_if_needed(offset);
-                            polled.ranges.len() - 1
-                        }
-                    },
-                };
-                current = Some(index);
-                let range = &mut polled.ranges[index];
-                range.1 = range.1.min(offset);
-                range.2 = range.2.max(offset);
-                let state = states.get_mut(&partition).expect("begun above");
+                let state = ranges.add(states, partition, offset, offset);
                 match message.payload().map(|bytes| parse_record(bytes, unit)) {
                     Some(Ok(reading)) => {
                         let second = reading.time_ms.div_euclid(1000);
@@ -167,9 +143,7 @@ impl LiveConsumer {
                     _ => polled.invalid += 1,
                 }
             }
-            for &(partition, _first, last) in &polled.ranges {
-                states.get_mut(&partition).expect("folded").extend_batch(last);
-            }
+            polled.ranges = ranges.finish(states, true);
             Ok(polled)
         });
         polled.map_err(PyRuntimeError::new_err)
