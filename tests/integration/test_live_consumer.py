@@ -5,10 +5,12 @@ configuration."""
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 
 import pytest
+from confluent_kafka import Producer
 from ingest._hotpath import LiveConsumer, Processor
 from simulator import generate_labelled, produce
 
@@ -122,24 +124,28 @@ def test_positions_unassign_and_resume(topic):
         consumer.poll(processor, 10, 0.1)
 
 
-def test_a_read_returns_right_after_an_event_second_closes(topic):
-    name, records = topic
-    ends = end_offsets(name, PARTITIONS)
-    consumer, processor = consumer_for(name)
+def test_a_read_returns_right_after_an_event_second_closes():
+    names = Names(partitions=1)
+    second = START_MS // 1000
+    producer = Producer({"bootstrap.servers": BROKERS})
+    for offset in range(30):  # offsets 0-9 in `second`, 10-19 in the next, 20-29 in the one after
+        reading = {"meter_id": f"m-{offset}", "timestamp": (second + offset // 10) * 1000 + offset,
+                   "consumption_kwh": 1.0, "region": "north", "status": "ok"}
+        producer.produce(names.topic, json.dumps(reading).encode(), partition=0)
+    assert producer.flush(30) == 0
+    consumer, processor = consumer_for(names.topic)
     try:
         consumer.assign([(0, -2)])
         first = consumer.poll(processor, 1, 10.0)
-        while first.newest_second is None:  # the first valid reading (a malformed one has no time)
-            first = consumer.poll(processor, 1, 10.0)
-        opened = first.newest_second
-        polled = consumer.poll(processor, 100_000, 10.0, opened)
-        assert polled.newest_second is not None and polled.newest_second > opened
-        (partition, low, high), = polled.ranges
-        assert partition == 0 and high < ends[0] - 1  # stopped early, at the later second's first reading
-        rest = consumer.poll(processor, 100_000, 3.0)  # without newer_than: reads to the end
-        assert rest.ranges == [(0, high + 1, ends[0] - 1)]
+        assert first.newest_second == second
+        polled = consumer.poll(processor, 1000, 10.0, second)
+        assert polled.newest_second == second + 1
+        assert polled.ranges == [(0, 1, 10)]  # stopped at the later second's first reading
+        rest = consumer.poll(processor, 1000, 3.0)  # without newer_than: reads to the end
+        assert rest.ranges == [(0, 11, 29)] and rest.newest_second == second + 2
     finally:
         consumer.close()
+        names.cleanup()
 
 
 def test_a_bad_configuration_says_what_is_wrong():

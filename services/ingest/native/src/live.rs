@@ -115,6 +115,8 @@ impl LiveConsumer {
             while polled.records < max_records {
                 let wait = deadline.saturating_duration_since(Instant::now());
                 let message = match consumer.poll(wait) {
+                    // librdkafka can return early on a non-message event: read on until the deadline.
+                    None if Instant::now() < deadline => continue,
                     None => break,
                     Some(Err(error)) => {
                         if let Some((code, reason)) = consumer.client().fatal_error() {
