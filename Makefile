@@ -1,7 +1,8 @@
 # Smart-grid monitoring pipeline. `make help` lists the targets.
 .DEFAULT_GOAL := help
 SHELL := /bin/bash
-UV ?= uv
+# uv through scripts/uv: it finds uv where PATH does not (e.g. ~/.local/bin) or installs it.
+UV ?= scripts/uv
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
