@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 GROUP = "smartgrid.io"
@@ -386,7 +386,38 @@ def stale_components(spec: Spec) -> list[str]:
     return [c for c in ("aggregator", "writer") if not spec[c]["enabled"]]
 
 
+# ----------------------------------------------------------------------------- ownership
+
+
+def is_owned_by(obj: Mapping[str, Any], owner_uid: str) -> bool:
+    """Whether ``obj`` has an owner reference to the object whose uid is ``owner_uid``.
+
+    Names and labels say nothing about who made an object (anyone can use them); the uid of the
+    SmartGridConsumer does, and a consumer deleted and recreated under the same name gets a new one.
+    """
+    references = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return any(reference.get("uid") == owner_uid for reference in references)
+
+
+def object_ref(manifest: Mapping[str, Any]) -> str:
+    """``Kind/name`` of a manifest, as Events and the status name objects."""
+    return f"{manifest['kind']}/{manifest['metadata']['name']}"
+
+
+def foreign_object_message(consumer: str, namespace: str, ref: str) -> str:
+    """What a person must do about an object that has a name the consumer needs but is not its own."""
+    kind, name = ref.split("/", 1)
+    return (
+        f"{ref} exists and is not owned by SmartGridConsumer {consumer}: the operator leaves it alone. "
+        f"Delete it (kubectl -n {namespace} delete {kind.lower()} {name}) so the operator can create its own, "
+        f"or give the SmartGridConsumer another name."
+    )
+
+
 # ----------------------------------------------------------------------------- status
+
+# Reason of the KafkaReachable condition -> reason of Ready, when Kafka could not be used.
+KAFKA_READY_REASONS = {"Unreachable": "KafkaUnreachable", "CredentialsMissing": "KafkaCredentialsMissing"}
 
 
 def build_condition(
@@ -446,8 +477,15 @@ def build_status(
     deployments: Mapping[str, Mapping[str, Any] | None],
     previous_conditions: list[Mapping[str, Any]] | None,
     now: str,
+    kafka_reason: str = "Unreachable",
+    foreign_objects: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """The status subresource, from what the operator planned and what the workloads report."""
+    """The status subresource, from what the operator planned and what the workloads report.
+
+    ``kafka_reason`` says why Kafka could not be used (a key of ``KAFKA_READY_REASONS``);
+    ``foreign_objects`` are the ``Kind/name`` the consumer needs but someone else owns.
+    Reasons that need a person come first in Ready: foreign objects, missing credentials.
+    """
     k = spec["ingest"]["partitionsPerReplica"]
     replicas = ingest_replicas(spec, partitions)
     ready_replicas = ((statefulset or {}).get("status") or {}).get("readyReplicas", 0)
@@ -461,10 +499,19 @@ def build_status(
             waiting.append(f"{component} {available}/{wanted} available")
     converged = not waiting
 
-    if spec["paused"]:
+    if foreign_objects:
+        ready = (
+            False,
+            "ForeignObject",
+            f"{', '.join(foreign_objects)} exist(s) without an owner reference to this SmartGridConsumer and "
+            "are left alone: delete them or rename the consumer (see the ForeignObject events)",
+        )
+    elif not kafka_reachable and kafka_reason == "CredentialsMissing":
+        ready = (False, KAFKA_READY_REASONS[kafka_reason], kafka_message)
+    elif spec["paused"]:
         ready = (False, "Paused", "spec.paused is true: ingest is scaled to 0")
     elif not kafka_reachable:
-        ready = (False, "KafkaUnreachable", kafka_message)
+        ready = (False, KAFKA_READY_REASONS[kafka_reason], kafka_message)
     elif not converged:
         ready = (False, "ReplicasNotReady", "; ".join(waiting))
     else:
@@ -474,7 +521,7 @@ def build_status(
         if not converged
         else (False, "Converged", "every workload runs the latest spec")
     )
-    reachable = (True, "TopicFound", kafka_message) if kafka_reachable else (False, "Unreachable", kafka_message)
+    reachable = (True, "TopicFound", kafka_message) if kafka_reachable else (False, kafka_reason, kafka_message)
 
     def condition(type_: str, value: tuple[bool, str, str]) -> dict[str, Any]:
         return build_condition(type_, *value, generation, now, previous_conditions)
@@ -494,4 +541,6 @@ def build_status(
     }
     if consumer_lag is not None:
         status["consumerLag"] = consumer_lag
+    # None, not []: the status is merge-patched, and null removes the field once they are gone.
+    status["foreignObjects"] = list(foreign_objects) or None
     return status

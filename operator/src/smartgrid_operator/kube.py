@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 from collections.abc import Iterable
@@ -9,6 +10,8 @@ from typing import Any
 
 import kubernetes
 from kubernetes.client import ApiClient
+
+from smartgrid_operator.builders import is_owned_by
 
 FIELD_MANAGER = "smartgrid-operator"
 
@@ -79,7 +82,9 @@ def apply(manifest: dict[str, Any]) -> dict[str, Any]:
     """Server-side apply (create or update) of one manifest, owning the fields it sets.
 
     ``force`` takes over fields another manager changed (e.g. someone ran ``kubectl scale``):
-    the custom resource is the source of truth.
+    the custom resource is the source of truth. It would take over a whole object of the same
+    name made by someone else just as well, so callers apply only what is absent or owned
+    (``builders.is_owned_by``).
     """
     meta = manifest["metadata"]
     return _request(
@@ -102,28 +107,55 @@ def get(kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         raise
 
 
-def delete(kind: str, namespace: str, name: str) -> bool:
-    """Delete one object (its pods go with it); False when it was already gone."""
+def delete(kind: str, namespace: str, name: str, uid: str) -> bool:
+    """Delete one object (its pods go with it) if it is still the object with ``uid``.
+
+    The uid precondition makes the API server refuse when the object was replaced since the
+    caller checked who owns it. False when it was already gone or replaced.
+    """
+    options = {"propagationPolicy": "Background", "preconditions": {"uid": uid}}
     try:
-        _request("DELETE", _path(kind, namespace, name), body={"propagationPolicy": "Background"})
+        _request("DELETE", _path(kind, namespace, name), body=options)
     except KubeError as error:
-        if error.status == 404:
+        if error.status in (404, 409):
             return False
         raise
     return True
 
 
-def list_names(kind: str, namespace: str, label_selector: str) -> list[str]:
-    """Names of the objects of ``kind`` matching ``label_selector``."""
+def list_objects(kind: str, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+    """The objects of ``kind`` matching ``label_selector``."""
     listing = _request("GET", _path(kind, namespace), query=[("labelSelector", label_selector)])
-    return [item["metadata"]["name"] for item in listing.get("items", [])]
+    return listing.get("items", [])
 
 
-def delete_owned(namespace: str, label_selector: str, kinds: Iterable[str] = OWNED_KINDS) -> list[str]:
-    """Delete every object the operator made for a consumer; returns ``Kind/name`` of each."""
+def delete_owned(
+    namespace: str, label_selector: str, owner_uid: str, kinds: Iterable[str] = OWNED_KINDS
+) -> list[str]:
+    """Delete every object a consumer owns; returns ``Kind/name`` of each.
+
+    Labels are only a filter (anyone can copy them): an object goes only when one of its owner
+    references carries ``owner_uid``.
+    """
     deleted = []
     for kind in kinds:
-        for name in list_names(kind, namespace, label_selector):
-            if delete(kind, namespace, name):
-                deleted.append(f"{kind}/{name}")
+        for obj in list_objects(kind, namespace, label_selector):
+            meta = obj["metadata"]
+            if is_owned_by(obj, owner_uid) and delete(kind, namespace, meta["name"], meta["uid"]):
+                deleted.append(f"{kind}/{meta['name']}")
     return deleted
+
+
+def read_secret(namespace: str, name: str) -> dict[str, bytes] | None:
+    """The data of a Secret (base64-decoded bytes), or None when it does not exist.
+
+    Only ``get`` of a named Secret: the operator's RBAC has no ``list`` or ``watch`` on Secrets,
+    and it keeps nothing it read (the caller uses the values for one Kafka check).
+    """
+    try:
+        secret = _request("GET", f"/api/v1/namespaces/{namespace}/secrets/{name}")
+    except KubeError as error:
+        if error.status == 404:
+            return None
+        raise
+    return {key: base64.b64decode(value) for key, value in (secret.get("data") or {}).items()}

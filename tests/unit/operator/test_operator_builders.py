@@ -238,6 +238,75 @@ def test_condition_transition_time_only_moves_when_the_status_flips(spec):
     assert _conditions(flipped)["Ready"]["lastTransitionTime"] == "2025-01-03T00:00:00Z"
 
 
+def test_missing_kafka_credentials_make_ready_false_even_while_paused():
+    status = _status(
+        defaulted_spec(paused=True),
+        kafka_reachable=False,
+        kafka_reason="CredentialsMissing",
+        kafka_message="Secret grid/kafka-user (spec.kafka.security.credentialsSecret) not found: create it ...",
+    )
+    conditions = _conditions(status)
+    assert (conditions["Ready"]["status"], conditions["Ready"]["reason"]) == ("False", "KafkaCredentialsMissing")
+    assert "Secret grid/kafka-user" in conditions["Ready"]["message"]
+    assert (conditions["KafkaReachable"]["status"], conditions["KafkaReachable"]["reason"]) == (
+        "False",
+        "CredentialsMissing",
+    )
+
+
+# ----------------------------------------------------------------------------- ownership
+
+UID = "0b6c9e3c-1111-4c5e-9d61-3b1f2c1a0001"
+
+
+def _object(*owner_uids, labels=None):
+    return {
+        "metadata": {
+            "name": "grid-writer",
+            "labels": labels or {},
+            "ownerReferences": [{"kind": "SmartGridConsumer", "name": "grid", "uid": uid} for uid in owner_uids],
+        }
+    }
+
+
+def test_an_object_is_owned_only_with_an_owner_reference_carrying_the_consumers_uid():
+    assert builders.is_owned_by(_object(UID), UID)
+    assert builders.is_owned_by(_object("some-other-owner", UID), UID)
+    assert not builders.is_owned_by(_object(), UID)
+    assert not builders.is_owned_by({"metadata": {"name": "grid-writer"}}, UID)
+
+
+def test_our_name_and_labels_do_not_make_an_object_ours():
+    copied_labels = builders.labels("grid", "writer")
+    assert not builders.is_owned_by(_object(labels=copied_labels), UID)
+
+
+def test_an_object_of_an_earlier_consumer_with_the_same_name_is_not_owned_by_the_new_one():
+    assert not builders.is_owned_by(_object("uid-of-the-deleted-consumer"), UID)
+
+
+def test_the_foreign_object_message_names_the_object_and_says_what_to_do():
+    message = builders.foreign_object_message("grid", "ns", "Deployment/grid-writer")
+    assert message.startswith("Deployment/grid-writer exists and is not owned by SmartGridConsumer grid")
+    assert "leaves it alone" in message
+    assert "kubectl -n ns delete deployment grid-writer" in message
+
+
+def test_foreign_objects_make_ready_false_naming_them_before_any_other_reason():
+    foreign = ["Deployment/grid-writer", "Service/grid-writer"]
+    status = _status(
+        defaulted_spec(paused=True), foreign_objects=foreign, kafka_reachable=False, kafka_reason="CredentialsMissing"
+    )
+    ready = _conditions(status)["Ready"]
+    assert (ready["status"], ready["reason"]) == ("False", "ForeignObject")
+    assert "Deployment/grid-writer, Service/grid-writer" in ready["message"]
+    assert status["foreignObjects"] == foreign
+
+
+def test_without_foreign_objects_the_field_is_null_so_the_merge_patch_removes_it(spec):
+    assert _status(spec)["foreignObjects"] is None
+
+
 def _walk(schema, path="spec"):
     yield path, schema
     for key, sub in (schema.get("properties") or {}).items():
