@@ -147,7 +147,7 @@ class LivePath(threading.Thread):
         )
         self.redis_failures = 0
         self._hard_stop = hard_stop
-        self._stop = threading.Event()
+        self._stopping = threading.Event()  # not `_stop`: that would shadow Thread._stop(), which join() calls
         self.topic = settings.kafka_topic
         self.prefix = settings.redis_prefix
         self.processor = Processor(
@@ -233,7 +233,7 @@ class LivePath(threading.Thread):
 
     def finish(self) -> None:
         """Publish what is summarised and end the thread."""
-        self._stop.set()
+        self._stopping.set()
         self.join(timeout=max(5.0, self.settings.shutdown_timeout))
 
     def _raise_if_failed(self) -> None:
@@ -256,7 +256,7 @@ class LivePath(threading.Thread):
     def _loop(self) -> None:
         batch_size = self.settings.kafka_batch_size
         schedule = PublishSchedule(self.interval, self.settings.second_close_grace, time.monotonic())
-        while not self._stop.is_set():
+        while not self._stopping.is_set():
             self._take_changes()
             timeout = max(0.005, min(self.interval, schedule.due() - time.monotonic()))
             if self._assigned:
@@ -264,7 +264,7 @@ class LivePath(threading.Thread):
                 self._fold(polled)
                 schedule.saw(polled.newest_second, time.monotonic())
             else:
-                self._stop.wait(0.05)
+                self._stopping.wait(0.05)
             if time.monotonic() >= schedule.due():
                 self._publish()
                 schedule.published(time.monotonic())

@@ -265,13 +265,23 @@ class Worker:
         finally:
             self._drain()
             self.finishing.put(None)
-            if self.live is not None:
-                self.live.finish()
-            self.consumer.close()
-            self.producer.flush(5)
-            self.writes.shutdown(wait=True)
-            self.influx.close()
-            log.info("worker stopped", extra={"committed": self.stats.counters["committed"]})
+            # Every step runs even when one before it fails: an unclosed consumer holds its
+            # partitions until the session times out, an unflushed producer loses dead letters.
+            steps = [
+                ("live path", self.live.finish if self.live is not None else None),
+                ("kafka consumer", self.consumer.close),
+                ("dead-letter producer", lambda: self.producer.flush(5)),
+                ("influxdb writes", lambda: self.writes.shutdown(wait=True)),
+                ("influxdb client", self.influx.close),
+            ]
+            for name, step in steps:
+                if step is None:
+                    continue
+                try:
+                    step()
+                except Exception:
+                    log.exception("stop step failed", extra={"step": name, "worker": self.stats.worker})
+            log.info("worker stopped", extra={"worker": self.stats.worker, "committed": self.stats.counters["committed"]})
 
     def _process(self, messages: list) -> None:
         started = time.monotonic()
