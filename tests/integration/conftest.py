@@ -1,4 +1,9 @@
-"""Integration fixtures: the real stack must be running (`scripts/stack up`)."""
+"""Integration fixtures: the real stack must be running (`scripts/stack up`).
+
+Every test here fails when a service it started logged an ERROR line or a traceback it did not
+declare (``service_logs``): a stop path that crashes, or a worker thread that dies, is a failure
+even when the test's own assertions pass.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,39 @@ import pytest
 import redis as redis_client
 
 from ingest_harness import INFLUX, REDIS, IngestProcess, Names
+from service_logs import ServiceLogs
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "expected_log_errors(*patterns): ERROR lines or tracebacks (regular expressions) the test "
+        "provokes in service logs on purpose",
+    )
+
+
+@pytest.fixture(autouse=True)
+def service_logs(request, tmp_path):
+    """Fails the test when a service log holds an ERROR line or a traceback it did not expect.
+
+    Scans every ``*.log`` under the test's ``tmp_path`` (where the tests' service helpers write)
+    and the logs given to ``service_logs.watch``, at teardown: autouse, so it is set up first and
+    torn down last, after the fixtures that stop the services. Expected problems come from the
+    ``expected_log_errors`` marker and ``service_logs.expect``.
+    """
+    logs = ServiceLogs(tmp_path)
+    for marker in request.node.iter_markers("expected_log_errors"):
+        logs.expect(*marker.args)
+    yield logs
+    unexpected = logs.unexpected()
+    if unexpected:
+        shown = "\n\n".join(str(problem) for problem in unexpected[:10])
+        more = f"\n\n... and {len(unexpected) - 10} more" if len(unexpected) > 10 else ""
+        pytest.fail(
+            f"{len(unexpected)} unexpected ERROR line(s) or traceback(s) in service logs (a bug, or "
+            f"declare it with @pytest.mark.expected_log_errors(<regex>)):\n\n{shown}{more}",
+            pytrace=False,
+        )
 
 
 @pytest.fixture(scope="session")

@@ -129,13 +129,37 @@ class IngestProcess:
         self.process.wait(10)
         self.handle.close()
 
-    def stop(self) -> None:
-        if self.process.poll() is None:
+    def kill9_main(self) -> None:
+        """SIGKILL to the main (HTTP + supervisor) process only, as the OOM killer does."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+        self.handle.close()
+
+    def descendants(self) -> list[psutil.Process]:
+        """Every process the main process started (workers, multiprocessing's resource tracker)."""
+        try:
+            return psutil.Process(self.process.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of the worker processes (multiprocessing spawn children)."""
+        pids = []
+        for child in self.descendants():
             try:
-                os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.process.wait(10)
+                if any("spawn_main" in part for part in child.cmdline()):
+                    pids.append(child.pid)
+            except psutil.NoSuchProcess:
+                continue
+        return pids
+
+    def stop(self) -> None:
+        """SIGKILL to whatever is left of the process tree (also workers orphaned by a test)."""
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait(10)
         if not self.handle.closed:
             self.handle.close()
 

@@ -5,12 +5,14 @@ stopped too, which is checked by hand (it would stop the suite's stack here)."""
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -18,6 +20,8 @@ import pytest
 from ingest_harness import REPO
 
 pytestmark = pytest.mark.integration
+
+STATE = Path(os.environ.get("SMARTGRID_STATE_DIR", REPO / ".state"))  # where scripts/run-local logs
 
 
 def three_free_ports() -> int:
@@ -42,7 +46,9 @@ def answers(url: str) -> bool:
         return False
 
 
-def test_ctrl_c_stops_the_services_and_leaves_a_stack_it_did_not_start():
+def test_ctrl_c_stops_the_services_and_leaves_a_stack_it_did_not_start(service_logs):
+    for name in ("ingest", "aggregator", "writer"):  # what this run appends to them is scanned
+        service_logs.watch(STATE / "logs" / f"{name}.log")
     before = subprocess.run([str(REPO / "scripts" / "stack"), "status"], capture_output=True, text=True)
     assert before.returncode == 0, before.stdout  # the suite's stack is up
     port = three_free_ports()
