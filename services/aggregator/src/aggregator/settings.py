@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import socket
 
-from smartgrid_common.settings import Duration, RedisSettings, ServiceSettings, env
+from smartgrid_common.settings import Duration, EventTimeSettings, RedisSettings, ServiceSettings, env
 
 
-class AggregatorSettings(ServiceSettings, RedisSettings):
-    """Everything ``python -m aggregator`` reads from the environment."""
+class AggregatorSettings(ServiceSettings, RedisSettings, EventTimeSettings):
+    """Everything ``python -m aggregator`` reads from the environment.
+
+    ``late_window`` (from :class:`EventTimeSettings`) is also the TTL of the per-bucket
+    distinct-meter sets: memory grows with it.
+    """
 
     # Consumer group on the summaries stream (shared by every aggregator replica).
     group: str = env("SMARTGRID_AGGREGATOR_GROUP", "aggregator", min_length=1)
@@ -22,9 +26,6 @@ class AggregatorSettings(ServiceSettings, RedisSettings):
     block: Duration = env("SMARTGRID_AGGREGATOR_BLOCK", 0.5)
     # A pending summary idle this long (its replica presumably died) is claimed by another one.
     claim_idle: Duration = env("SMARTGRID_AGGREGATOR_CLAIM_IDLE", 30.0)
-    # How late a reading may arrive and still count its meter exactly (TTL of the per-bucket
-    # distinct-meter sets: memory grows with it).
-    late_window: Duration = env("SMARTGRID_LATE_WINDOW", 300.0, gt=0)
     # How long per-second totals and the per-minute trend are kept (event seconds older than the
     # newest minus this are dropped as too late).
     live_retention: Duration = env("SMARTGRID_LIVE_RETENTION", 86400.0, gt=0)

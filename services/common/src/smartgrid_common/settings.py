@@ -102,6 +102,19 @@ class RedisSettings(BaseSettings):
     redis_prefix: str = env("SMARTGRID_REDIS_PREFIX", "smartgrid", min_length=1)
 
 
+class EventTimeSettings(BaseSettings):
+    """How far event time (the meters' clocks) is trusted; ingest and the aggregator share it."""
+
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=True)
+
+    # Readings stamped further ahead of the ingest's wall clock are dead-lettered (their meter
+    # shows as clock_skew); no watermark, newest second or dashboard "now" runs further ahead.
+    max_clock_skew: Duration = env("SMARTGRID_MAX_CLOCK_SKEW", 300.0)
+    # How late a reading may be (behind its partition's newest event time) and still count in the
+    # live buckets; an older one goes to the raw store only and flags its meter clock_skew.
+    late_window: Duration = env("SMARTGRID_LATE_WINDOW", 300.0, gt=0)
+
+
 S = TypeVar("S", bound=BaseSettings)
 
 _HINTS = {

@@ -18,7 +18,7 @@ mod live;
 mod record;
 mod summary;
 
-use record::{parse_record, TimestampUnit};
+use record::{judge, parse_record, Clock, TimestampUnit, Verdict};
 use summary::PartitionState;
 
 /// The offset range of each partition read in one batch, opening each partition's summary batch
@@ -75,7 +75,37 @@ struct Processor {
     aggregations: bool,
     lines: bool,
     offline_after_ms: i64,
+    /// Event time may run at most this far ahead of the wall clock (SMARTGRID_MAX_CLOCK_SKEW).
+    max_clock_skew_ms: i64,
+    /// A reading this far behind its partition's watermark is kept out of the live partials.
+    late_window_ms: i64,
     partitions: HashMap<i32, PartitionState>,
+}
+
+impl Processor {
+    /// Fold one judged record into its partition's state; `rejected` gets the reason of a refused
+    /// one. Returns the event second of a reading that counted in the partials. The one place
+    /// `process` and `LiveConsumer.poll` decide what a record does to the live state.
+    fn fold_verdict(
+        state: &mut PartitionState,
+        verdict: &Verdict,
+        offset: i64,
+        clock: &Clock,
+        late_window_ms: i64,
+        aggregations: bool,
+    ) -> Option<i64> {
+        if !aggregations {
+            return None;
+        }
+        match verdict {
+            Verdict::Valid(reading) => state.fold(reading, offset, late_window_ms).then(|| reading.time_ms.div_euclid(1000)),
+            Verdict::Ahead(reading, _) => {
+                state.flag_clock_skew(reading, offset, clock.now_ms);
+                None
+            }
+            Verdict::Invalid(_) => None,
+        }
+    }
 }
 
 /// What `Processor.process` returns for one batch.
@@ -96,15 +126,37 @@ impl Processor {
     /// `timestamp_unit` is the unit of epoch-number timestamps: "s", "ms", "us" or "ns".
     /// `lines=False` validates and summarises without building line protocol (the live path,
     /// which reads ahead of the InfluxDB path, needs only the summaries).
+    /// `max_clock_skew_ms`: a reading stamped further ahead of the wall clock is refused;
+    /// `late_window_ms`: a reading further behind its partition's watermark counts in no live bucket.
     #[new]
-    #[pyo3(signature = (topic, timestamp_unit="ms", aggregations=true, offline_after_ms=300_000, lines=true))]
-    fn new(topic: String, timestamp_unit: &str, aggregations: bool, offline_after_ms: i64, lines: bool) -> PyResult<Self> {
+    #[pyo3(signature = (topic, timestamp_unit="ms", aggregations=true, offline_after_ms=300_000, lines=true, max_clock_skew_ms=300_000, late_window_ms=300_000))]
+    fn new(
+        topic: String,
+        timestamp_unit: &str,
+        aggregations: bool,
+        offline_after_ms: i64,
+        lines: bool,
+        max_clock_skew_ms: i64,
+        late_window_ms: i64,
+    ) -> PyResult<Self> {
         let unit = TimestampUnit::parse(timestamp_unit)
             .ok_or_else(|| PyValueError::new_err(format!("timestamp unit {timestamp_unit:?}: use s, ms, us or ns")))?;
         if offline_after_ms <= 0 {
             return Err(PyValueError::new_err("offline_after_ms must be > 0"));
         }
-        Ok(Processor { topic, unit, aggregations, lines, offline_after_ms, partitions: HashMap::new() })
+        if max_clock_skew_ms < 0 || late_window_ms <= 0 {
+            return Err(PyValueError::new_err("max_clock_skew_ms must be >= 0 and late_window_ms > 0"));
+        }
+        Ok(Processor {
+            topic,
+            unit,
+            aggregations,
+            lines,
+            offline_after_ms,
+            max_clock_skew_ms,
+            late_window_ms,
+            partitions: HashMap::new(),
+        })
     }
 
     /// Tell the processor where a partition resumes: records up to `published_upto` were already
@@ -171,6 +223,8 @@ impl Processor {
         let unit = self.unit;
         let aggregations = self.aggregations;
         let lines = self.lines;
+        let late_window_ms = self.late_window_ms;
+        let clock = Clock::now(self.max_clock_skew_ms);
         let states = &mut self.partitions;
         // Decoding runs without the GIL: the worker's other threads (the live path, InfluxDB
         // writes, commits) keep going on another core meanwhile.
@@ -190,21 +244,16 @@ impl Processor {
                 let (run_first, run_last) = (offsets[i..end].iter().min().copied().unwrap_or(0), offsets[i..end].iter().max().copied().unwrap_or(0));
                 let state = ranges.add(states, partition, run_first, run_last);
                 for j in i..end {
-                    let reading = match raw[j] {
-                        None => Err("empty record (no value)".to_string()),
-                        Some(bytes) => parse_record(bytes, unit),
-                    };
-                    match reading {
-                        Ok(reading) => {
+                    let verdict = judge(raw[j], unit, &clock);
+                    Processor::fold_verdict(state, &verdict, offsets[j], &clock, late_window_ms, aggregations);
+                    match verdict {
+                        Verdict::Valid(reading) => {
                             if lines {
                                 lineproto::write_line(&mut body, &reading);
                             }
                             valid += 1;
-                            if aggregations {
-                                state.fold(&reading, offsets[j]);
-                            }
                         }
-                        Err(reason) => rejected.push((j, reason)),
+                        Verdict::Ahead(_, reason) | Verdict::Invalid(reason) => rejected.push((j, reason)),
                     }
                 }
                 i = end;

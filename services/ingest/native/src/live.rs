@@ -9,7 +9,7 @@
 //! which the live path resumes, snapshots and takes summaries from as before. Invalid records are
 //! only counted: the InfluxDB path reads the same records and dead-letters them.
 
-use crate::record::parse_record;
+use crate::record::{judge, Clock, Verdict};
 use crate::{BatchRanges, Processor};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -107,6 +107,8 @@ impl LiveConsumer {
         let consumer = self.consumer()?;
         let mut processor = processor.try_borrow_mut()?;
         let unit = processor.unit;
+        let late_window_ms = processor.late_window_ms;
+        let clock = Clock::now(processor.max_clock_skew_ms);
         let states = &mut processor.partitions;
         let polled = py.allow_threads(move || {
             let deadline = Instant::now() + Duration::from_secs_f64(timeout.max(0.0));
@@ -133,16 +135,15 @@ impl LiveConsumer {
                 let (partition, offset) = (message.partition(), message.offset());
                 polled.records += 1;
                 let state = ranges.add(states, partition, offset, offset);
-                match message.payload().map(|bytes| parse_record(bytes, unit)) {
-                    Some(Ok(reading)) => {
-                        let second = reading.time_ms.div_euclid(1000);
-                        polled.newest_second = Some(polled.newest_second.map_or(second, |s| s.max(second)));
-                        state.fold(&reading, offset);
-                        if newer_than.is_some_and(|s| second > s) {
-                            break;
-                        }
+                let verdict = judge(message.payload(), unit, &clock);
+                if !matches!(verdict, Verdict::Valid(_)) {
+                    polled.invalid += 1;
+                }
+                if let Some(second) = Processor::fold_verdict(state, &verdict, offset, &clock, late_window_ms, true) {
+                    polled.newest_second = Some(polled.newest_second.map_or(second, |s| s.max(second)));
+                    if newer_than.is_some_and(|s| second > s) {
+                        break;
                     }
-                    _ => polled.invalid += 1,
                 }
             }
             polled.ranges = ranges.finish(states, true);

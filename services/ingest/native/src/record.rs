@@ -5,6 +5,7 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use std::borrow::Cow;
 use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Unit of epoch-number timestamps.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -315,4 +316,56 @@ pub fn parse_record(bytes: &[u8], unit: TimestampUnit) -> Result<Reading<'_>, St
     }
     let peak_load = number("peak_load", raw.peak_load)?;
     Ok(Reading { meter_id, time_ms, consumption_kwh, region, status, building_type, latitude, longitude, peak_load })
+}
+
+/// Event time is bounded by the wall clock: a reading stamped more than `max_skew_ms` ahead of the
+/// ingest's clock comes from a meter whose clock is wrong (meters' clocks are wrong in the field).
+/// Read once per batch, so every record of a batch is judged against the same instant.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    pub now_ms: i64,
+    pub max_skew_ms: i64,
+}
+
+impl Clock {
+    pub fn now(max_skew_ms: i64) -> Self {
+        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        Clock { now_ms, max_skew_ms }
+    }
+
+    /// Why a reading stamped `time_ms` is refused, or None when it is not too far ahead.
+    fn ahead(&self, time_ms: i64) -> Option<String> {
+        let ahead_ms = time_ms.saturating_sub(self.now_ms);
+        if ahead_ms <= self.max_skew_ms {
+            return None;
+        }
+        let stamped = chrono::DateTime::from_timestamp_millis(time_ms)
+            .map_or_else(|| format!("{time_ms} ms"), |t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string());
+        Some(format!(
+            "clock skew: timestamp {stamped} is {}s ahead of the ingest's clock, more than SMARTGRID_MAX_CLOCK_SKEW ({}s): the meter's clock is wrong",
+            ahead_ms / 1000,
+            self.max_skew_ms / 1000
+        ))
+    }
+}
+
+/// What the contract says of one Kafka value.
+pub enum Verdict<'a> {
+    Valid(Reading<'a>),
+    /// Well formed, but stamped too far ahead of the wall clock: dead-lettered with the reason;
+    /// its meter is still known to be alive (with a wrong clock).
+    Ahead(Reading<'a>, String),
+    Invalid(String),
+}
+
+/// Validate a Kafka value (None: a record without a value) and bound its time by `clock`.
+pub fn judge<'a>(value: Option<&'a [u8]>, unit: TimestampUnit, clock: &Clock) -> Verdict<'a> {
+    let Some(bytes) = value else { return Verdict::Invalid("empty record (no value)".into()) };
+    match parse_record(bytes, unit) {
+        Ok(reading) => match clock.ahead(reading.time_ms) {
+            None => Verdict::Valid(reading),
+            Some(reason) => Verdict::Ahead(reading, reason),
+        },
+        Err(reason) => Verdict::Invalid(reason),
+    }
 }

@@ -111,6 +111,9 @@ impl Default for PartitionState {
     }
 }
 
+/// Effective status of a meter whose last reading had a wrong clock (see `PartitionState::fold`).
+pub const CLOCK_SKEW: &str = "clock_skew";
+
 fn floor_second(ms: i64) -> i64 {
     ms.div_euclid(1000)
 }
@@ -172,12 +175,21 @@ impl PartitionState {
     }
 
     /// Fold one valid reading into meter state and, unless already published, the partials.
-    pub fn fold(&mut self, reading: &Reading, offset: i64) {
-        let suppressed = self.suppressed(offset);
+    /// A reading more than `late_window_ms` behind the partition's watermark (a meter whose clock
+    /// runs far behind, or epoch seconds sent where milliseconds were expected) is written to the
+    /// raw store but leaves the live partials and the watermark alone: its meter is flagged
+    /// [`CLOCK_SKEW`] instead. Returns whether the reading counted in the partials' event time.
+    pub fn fold(&mut self, reading: &Reading, offset: i64, late_window_ms: i64) -> bool {
         let time_ms = reading.time_ms;
+        if self.watermark_ms.is_some_and(|w| time_ms < w.saturating_sub(late_window_ms)) {
+            self.flag_clock_skew(reading, offset, time_ms); // the watermark is set: no fallback needed
+            return false;
+        }
+        let suppressed = self.suppressed(offset);
         self.watermark_ms = Some(self.watermark_ms.map_or(time_ms, |w| w.max(time_ms)));
         let region = self.labels.id(&reading.region);
         let status = self.labels.id(&reading.status);
+        let clock_skew = self.labels.id(CLOCK_SKEW);
         let index = match self.meter_index.get(reading.meter_id.as_ref()) {
             None => {
                 let index = self.add_meter(&reading.meter_id, Meter { region, status, last_ms: time_ms, silent: false });
@@ -189,7 +201,8 @@ impl PartitionState {
             Some(&index) => {
                 let meter = &self.meters[index as usize];
                 // The newest reading (in event time) decides the status; a late one only counts.
-                if time_ms >= meter.last_ms {
+                // A meter flagged for its clock is cleared by its next sane reading, late or not.
+                if time_ms >= meter.last_ms || meter.status == clock_skew {
                     let before = self.effective(meter);
                     if !suppressed {
                         self.touched.entry(index).or_insert(Some(before));
@@ -197,14 +210,14 @@ impl PartitionState {
                     let meter = &mut self.meters[index as usize];
                     meter.status = status;
                     meter.region = region;
-                    meter.last_ms = time_ms;
+                    meter.last_ms = meter.last_ms.max(time_ms);
                     meter.silent = false;
                 }
                 index
             }
         };
         if suppressed {
-            return;
+            return true;
         }
         let value = reading.consumption_kwh;
         let second = floor_second(time_ms);
@@ -231,6 +244,38 @@ impl PartitionState {
             bucket.lon_sum += lon;
             bucket.geo_count += 1;
         }
+        true
+    }
+
+    /// A reading from a meter whose clock is wrong (too far ahead of the wall clock, or too far
+    /// behind the watermark): it moves no event time and counts in no bucket, but the meter is
+    /// alive, so it is reported as [`CLOCK_SKEW`] until it sends a sane reading. It was heard at
+    /// the partition's watermark (its "now" in event time), or at `fallback_ms` while there is none.
+    pub fn flag_clock_skew(&mut self, reading: &Reading, offset: i64, fallback_ms: i64) {
+        let suppressed = self.suppressed(offset);
+        let region = self.labels.id(&reading.region);
+        let status = self.labels.id(CLOCK_SKEW);
+        let heard_ms = self.watermark_ms.unwrap_or(fallback_ms);
+        let index = match self.meter_index.get(reading.meter_id.as_ref()) {
+            None => {
+                let index = self.add_meter(&reading.meter_id, Meter { region, status, last_ms: heard_ms, silent: false });
+                if !suppressed {
+                    self.touched.entry(index).or_insert(None);
+                }
+                return;
+            }
+            Some(&index) => index,
+        };
+        let meter = &self.meters[index as usize];
+        let before = self.effective(meter);
+        if !suppressed {
+            self.touched.entry(index).or_insert(Some(before));
+        }
+        let meter = &mut self.meters[index as usize];
+        meter.status = status;
+        meter.region = region;
+        meter.last_ms = meter.last_ms.max(heard_ms);
+        meter.silent = false;
     }
 
     /// Mark meters silent for longer than `offline_after_ms` behind the watermark as offline.

@@ -39,7 +39,8 @@ import redis
 from confluent_kafka import OFFSET_BEGINNING
 from smartgrid_common.contracts import summary_stream
 
-from ._hotpath import LiveConsumer, Processor
+from . import records
+from ._hotpath import LiveConsumer
 from .settings import IngestSettings
 from .stats import WorkerStats
 
@@ -150,9 +151,7 @@ class LivePath(threading.Thread):
         self._stopping = threading.Event()  # not `_stop`: that would shadow Thread._stop(), which join() calls
         self.topic = settings.kafka_topic
         self.prefix = settings.redis_prefix
-        self.processor = Processor(
-            settings.kafka_topic, settings.timestamp_unit, True, int(settings.offline_after * 1000), lines=False
-        )
+        self.processor = records.processor(settings, live=True)
         self.consumer = LiveConsumer(
             {"bootstrap.servers": settings.kafka_brokers, **settings.kafka_security()}
             | {

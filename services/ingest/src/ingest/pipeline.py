@@ -34,7 +34,7 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_INVALID, Consumer, KafkaExc
 from smartgrid_common.contracts import DLQ_REASON_HEADER, DLQ_SOURCE_HEADER
 from smartgrid_common.influx import InfluxClient, Rejected
 
-from ._hotpath import Processor
+from . import records
 from .live import LivePath
 from .records import readable
 from .settings import IngestSettings
@@ -157,7 +157,7 @@ class Worker:
         self.stop = stop
         self.topic = settings.kafka_topic
         # Summaries come from the live path; this processor only validates and builds lines.
-        self.processor = Processor(settings.kafka_topic, settings.timestamp_unit, False)
+        self.processor = records.processor(settings, live=False)
         common = {"bootstrap.servers": settings.kafka_brokers, **settings.kafka_security()}
         threads_before = _thread_ids()
         self.consumer = Consumer(

@@ -6,12 +6,12 @@ import socket
 
 from pydantic import SecretStr, field_validator, model_validator
 from smartgrid_common.contracts import DEFAULT_TOPIC, DLQ_SUFFIX
-from smartgrid_common.settings import Duration, InfluxSettings, RedisSettings, ServiceSettings, env
+from smartgrid_common.settings import Duration, EventTimeSettings, InfluxSettings, RedisSettings, ServiceSettings, env
 
 from .assignment import parse_partition_list
 
 
-class IngestSettings(ServiceSettings, InfluxSettings, RedisSettings):
+class IngestSettings(ServiceSettings, InfluxSettings, RedisSettings, EventTimeSettings):
     """Everything the ingest service reads from its environment."""
 
     # Kafka bootstrap servers, host:port[,host:port].
