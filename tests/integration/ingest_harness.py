@@ -147,7 +147,7 @@ class IngestProcess:
         pids = []
         for child in self.descendants():
             try:
-                if any("spawn_main" in part for part in child.cmdline()):
+                if child.status() != psutil.STATUS_ZOMBIE and any("spawn_main" in part for part in child.cmdline()):
                     pids.append(child.pid)
             except psutil.NoSuchProcess:
                 continue

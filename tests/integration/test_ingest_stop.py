@@ -1,15 +1,17 @@
 """Ingest's stop and crash paths against the real stack: a SIGTERM runs every step of every
-worker's stop path without an error."""
+worker's stop path without an error, workers never outlive a main process killed with -9, and a
+worker that keeps crashing is restarted less and less often."""
 
 from __future__ import annotations
 
 import json
 import time
 
+import psutil
 import pytest
 from simulator import generate_labelled, produce
 
-from ingest_harness import BROKERS
+from ingest_harness import BROKERS, wait_until
 from service_logs import log_problems
 
 pytestmark = pytest.mark.integration
@@ -37,3 +39,45 @@ def test_sigterm_with_aggregations_on_runs_every_stop_step_of_every_worker_witho
     assert sorted(entry["worker"] for entry in stopped) == [0, 1], [e["msg"] for e in entries]
     assert sum(entry["committed"] for entry in stopped) == len(readings)
     assert [str(problem) for problem in log_problems(service.log)] == []
+
+
+def alive(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_workers_exit_within_seconds_when_the_main_process_is_killed_with_9(names, ingest):
+    produce(records(5_000, meters=500), BROKERS, names.topic)
+    service = ingest(PROCESSOR_WORKER_COUNT="2")
+    service.wait_ready()
+    assert len(service.worker_pids()) == 2
+    started = service.descendants()
+    service.kill9_main()
+    killed_at = time.monotonic()
+    wait_until(lambda: not any(alive(process) for process in started), 10, "every worker to exit after its parent died")
+    print(f"all {len(started)} child processes gone {time.monotonic() - killed_at:.1f}s after the kill")
+    assert time.monotonic() - killed_at < 5
+
+
+@pytest.mark.expected_log_errors("worker exited, restarting it after a delay")
+def test_a_worker_that_keeps_crashing_is_restarted_with_growing_delays(names, ingest):
+    service = ingest(PROCESSOR_WORKER_COUNT="1")
+    service.wait_ready()
+    delays = []
+    for crash in range(3):
+        worker = service.worker_pids()
+        assert len(worker) == 1
+        psutil.Process(worker[0]).kill()
+        wait_until(lambda: len(restarts(service)) == crash + 1, 10, "the supervisor to see the crash")
+        delays = [entry["delay"] for entry in restarts(service)]
+        wait_until(lambda: service.worker_pids() not in ([], worker), 30, "the worker restarted")
+    assert delays == [1.0, 2.0, 4.0]  # it never ran a minute: each crash doubles the delay
+    service.wait_ready()
+    assert service.get("/healthz").status_code == 200
+    assert service.terminate() == 0
+
+
+def restarts(service) -> list[dict]:
+    return [entry for entry in log_entries(service.log.read_text()) if entry["msg"] == "worker exited, restarting it after a delay"]

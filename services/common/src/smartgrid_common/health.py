@@ -21,14 +21,25 @@ def create_app(
     ready: ReadyCheck,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[Any]] | None = None,
     registry: CollectorRegistry = REGISTRY,
+    alive: ReadyCheck | None = None,
     **fastapi_kwargs: Any,
 ) -> FastAPI:
-    """A FastAPI app with the health, readiness and metrics endpoints already mounted."""
+    """A FastAPI app with the health, readiness and metrics endpoints already mounted.
+
+    ``alive`` (optional) says whether the service can still work at all, for a part that can die
+    while the HTTP server answers (a supervisor thread): ``/healthz`` then answers 503 with its
+    reason, and Kubernetes restarts the container.
+    """
     app = FastAPI(title=f"smartgrid {service}", lifespan=lifespan, **fastapi_kwargs)
 
     @app.get("/healthz", tags=["health"])
-    def healthz() -> dict[str, str]:
-        """Alive: the process answers."""
+    def healthz(response: Response) -> dict[str, str]:
+        """Alive: the process answers (and its ``alive`` check, if any, passes)."""
+        if alive is not None:
+            is_alive, reason = alive()
+            if not is_alive:
+                response.status_code = 503
+                return {"status": "failed", "reason": reason, "service": service}
         return {"status": "ok", "service": service}
 
     @app.get("/readyz", tags=["health"])

@@ -25,7 +25,9 @@ def build_app(settings: IngestSettings) -> FastAPI:
         yield
         supervisor.stop(settings.shutdown_timeout)
 
-    app = create_app("ingest", supervisor.ready, lifespan)
+    # /healthz fails once the supervisor thread has died: its workers stop with it, and only a
+    # restart of the container (the liveness probe) starts them again.
+    app = create_app("ingest", supervisor.ready, lifespan, alive=supervisor.alive)
     app.state.supervisor = supervisor
     app.state.collector = collector
 

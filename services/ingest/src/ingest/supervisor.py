@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
+import os
 import queue
 import signal
+import sys
 import threading
 import time
+from collections.abc import Callable
 
 from confluent_kafka import Consumer
 from smartgrid_common.influx import InfluxClient, InfluxUnavailable
@@ -27,6 +31,34 @@ from .stats import WorkersCollector, WorkerStats
 log = logging.getLogger(__name__)
 
 _context = multiprocessing.get_context("spawn")
+
+HARD_STOP_GRACE = 5.0
+"""Seconds workers get to end after a hard stop (the shutdown timeout passed) before they are
+killed. A pod's terminationGracePeriodSeconds must cover SMARTGRID_SHUTDOWN_TIMEOUT plus this."""
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+class RestartBackoff:
+    """Delays before restarting a worker that crashed: exponential, forgiven once it ran well.
+
+    A worker that crashes at start-up (a bad setting, a dependency that refuses it) is restarted
+    after ``first`` seconds, then twice as long each time up to ``maximum``; one that ran for
+    ``healthy_after`` seconds before it crashed starts again from ``first``. Pure: the caller says
+    how long the worker ran, so the policy is tested without processes.
+    """
+
+    def __init__(self, first: float = 1.0, factor: float = 2.0, maximum: float = 60.0, healthy_after: float = 60.0) -> None:
+        self.first, self.factor, self.maximum, self.healthy_after = first, factor, maximum, healthy_after
+        self.failures = 0
+
+    def delay(self, ran_for: float) -> float:
+        """Seconds to wait before the next start, after a run of ``ran_for`` seconds that crashed."""
+        if ran_for >= self.healthy_after:
+            self.failures = 0
+        delay = min(self.maximum, self.first * self.factor**self.failures)
+        self.failures += 1
+        return delay
 
 
 def plan_partitions(settings: IngestSettings, partition_count: int | None) -> list[int]:
@@ -79,12 +111,46 @@ def ensure_dead_letter_topic(settings: IngestSettings, partition_count: int | No
         )
 
 
-def worker_main(worker: int, partitions: list[int] | None, reports, stop, hard_stop) -> None:
+def exit_with_parent(parent_pid: int) -> None:
+    """Have the kernel SIGKILL this process when its parent dies (Linux ``PR_SET_PDEATHSIG``).
+
+    A worker whose supervisor was killed (``kill -9``, the OOM killer) must not run on as an
+    orphan, consuming and writing next to the workers of a restarted ingest. Its uncommitted
+    records are replayed by the next owner, so a hard exit loses nothing. The signal comes when
+    the *thread* that started the worker ends, which is why the supervisor thread outlives its
+    workers. Where prctl is missing (not Linux), a thread polls the parent id instead.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    except (AttributeError, OSError) as error:
+        log.warning("no parent-death signal; watching the parent process instead", extra={"error": str(error)})
+        threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True, name="parent-watch").start()
+    # The parent may have died before prctl: then no signal will come.
+    if os.getppid() != parent_pid:
+        _parent_gone(parent_pid)
+
+
+def _watch_parent(parent_pid: int) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(0.5)
+    _parent_gone(parent_pid)
+
+
+def _parent_gone(parent_pid: int) -> None:
+    log.error("parent process %s is gone: worker exiting, its uncommitted records will be replayed", parent_pid)
+    sys.stdout.flush()
+    os._exit(70)
+
+
+def worker_main(worker: int, partitions: list[int] | None, reports, stop, hard_stop, parent_pid: int) -> None:
     """Entry point of a worker process."""
     from .pipeline import Worker  # imported here: only worker processes load the Kafka pipeline
 
     settings = load_settings(IngestSettings)
     setup_logging("ingest", settings.log_level)
+    exit_with_parent(parent_pid)
     # The HTTP process decides when to stop (Ctrl-C reaches the whole process group).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     local_stop, local_hard_stop = threading.Event(), threading.Event()
@@ -113,7 +179,13 @@ def worker_main(worker: int, partitions: list[int] | None, reports, stop, hard_s
 
 
 class Supervisor:
-    """Plans partitions, runs and restarts workers, aggregates their stats and readiness."""
+    """Plans partitions, runs and restarts workers, aggregates their stats and readiness.
+
+    One thread (the supervisor thread) owns the worker processes from start to end: it starts
+    them, restarts crashed ones with :class:`RestartBackoff`, re-plans, and on :meth:`stop`
+    drains them. Workers die with the thread that started them (:func:`exit_with_parent`), so it
+    ends only after they have.
+    """
 
     def __init__(self, settings: IngestSettings, collector: WorkersCollector) -> None:
         self.settings = settings
@@ -125,19 +197,36 @@ class Supervisor:
         self.shares: list[list[int] | None] = []
         self.partition_count: int | None = None
         self.state = "starting"
+        self.failure: str | None = None  # why the supervisor thread died, if it did
+        self._started_at: dict[int, float] = {}  # worker -> when its process started (monotonic)
+        self._backoffs: dict[int, RestartBackoff] = {}
+        self._restart_at: dict[int, float] = {}  # crashed worker -> when it starts again (monotonic)
         self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="supervisor")
+        self._stop_deadline = float("inf")  # when a requested stop turns hard (monotonic)
+        self._thread = threading.Thread(target=self._main, daemon=True, name="supervisor")
 
     def start(self) -> None:
         """Begin planning and running workers in the background."""
         self._thread.start()
 
+    def alive(self) -> tuple[bool, str]:
+        """False once the supervisor thread has died: nothing restarts workers any more (/healthz)."""
+        if self.failure is not None:
+            return False, self.failure
+        if self._thread.ident is not None and not self._thread.is_alive() and not self._stopping.is_set():
+            return False, "the supervisor thread has ended"
+        return True, self.state
+
     def ready(self) -> tuple[bool, str]:
         """Ready when every worker reports ready and recently."""
-        if not self.processes:
+        processes = list(self.processes)  # the supervisor thread changes the dict meanwhile
+        if not processes:
             return False, self.state
         now = time.time()
-        for worker in self.processes:
+        for worker in processes:
+            restart_at = self._restart_at.get(worker)
+            if restart_at is not None:
+                return False, f"worker {worker} exited; restarting in {max(0.0, restart_at - time.monotonic()):.0f}s"
             snapshot = self.collector.latest.get(worker)
             if snapshot is None:
                 return False, f"worker {worker} starting"
@@ -178,6 +267,18 @@ class Supervisor:
         finally:
             client.close()
 
+    def _main(self) -> None:
+        try:
+            self._run()
+        except BaseException as error:  # noqa: BLE001 - reported by /healthz, which restarts the pod
+            self.failure = f"supervisor failed: {error!r}"
+            log.exception("supervisor failed: /healthz fails from now on so that the pod is restarted")
+            drain_until = time.monotonic() + self.settings.shutdown_timeout
+            try:
+                self._stop_workers(lambda: min(drain_until, self._stop_deadline))
+            except BaseException:  # noqa: BLE001 - the workers die with this thread anyway
+                log.exception("workers could not be stopped; they end with the supervisor thread")
+
     def _run(self) -> None:
         self._ensure_schema()
         plan = None
@@ -205,15 +306,8 @@ class Supervisor:
             self._spawn(worker)
         last_check = time.monotonic()
         while not self._stopping.is_set():
-            try:
-                self.collector.update(self.reports.get(timeout=0.5))
-            except queue.Empty:
-                pass
-            for worker, process in list(self.processes.items()):
-                if not process.is_alive() and not self._stopping.is_set():
-                    log.error("worker exited, restarting", extra={"worker": worker, "exitcode": process.exitcode})
-                    time.sleep(1.0)
-                    self._spawn(worker)
+            self._collect_reports(0.5)
+            self._restart_crashed()
             if time.monotonic() - last_check > 30 and self.settings.assignment == "static" and not self.settings.partitions:
                 last_check = time.monotonic()
                 count = topic_partition_count(self.settings)
@@ -221,49 +315,104 @@ class Supervisor:
                     log.warning("topic partition count changed: re-planning", extra={"was": self.partition_count, "now": count})
                     self.partition_count = count
                     self._replan()
+        self._stop_workers(lambda: self._stop_deadline)
+
+    def _collect_reports(self, wait: float) -> None:
+        """Take the workers' stat snapshots (waiting up to ``wait`` for the first). Also while
+        workers stop: a worker whose report queue is full cannot exit."""
+        try:
+            self.collector.update(self.reports.get(timeout=wait))
+            while True:
+                self.collector.update(self.reports.get_nowait())
+        except queue.Empty:
+            pass
+
+    def _restart_crashed(self) -> None:
+        """Restart workers that exited on their own, each after its backoff delay."""
+        now = time.monotonic()
+        for worker, process in list(self.processes.items()):
+            if worker in self._restart_at:
+                if now >= self._restart_at[worker]:
+                    del self._restart_at[worker]
+                    self._spawn(worker)
+            elif not process.is_alive():
+                ran_for = now - self._started_at[worker]
+                delay = self._backoffs.setdefault(worker, RestartBackoff()).delay(ran_for)
+                self._restart_at[worker] = now + delay
+                log.error(
+                    "worker exited, restarting it after a delay",
+                    extra={"worker": worker, "exitcode": process.exitcode, "ran_for": round(ran_for, 1), "delay": delay},
+                )
 
     def _replan(self) -> None:
         """Take a new partition plan: workers finish and commit, then restart on their new shares."""
         plan = self._plan()
         if plan is None or plan == self.shares:
             return
-        self.stop_event.set()
-        for process in self.processes.values():
-            process.join()
+        drain_until = time.monotonic() + self.settings.shutdown_timeout
+        self._stop_workers(lambda: min(drain_until, self._stop_deadline))
+        if self._stopping.is_set():
+            return
         self.stop_event.clear()
+        self.hard_stop.clear()
         self.processes.clear()
+        self._restart_at.clear()
         self.shares = plan
         log.info("partitions re-planned", extra={"workers": [format_ranges(s) if s is not None else "group" for s in plan]})
         for worker in range(len(plan)):
             self._spawn(worker)
 
     def _spawn(self, worker: int) -> None:
+        # Only from the supervisor thread: a worker dies when the thread that started it ends.
         process = _context.Process(
             target=worker_main,
-            args=(worker, self.shares[worker], self.reports, self.stop_event, self.hard_stop),
+            args=(worker, self.shares[worker], self.reports, self.stop_event, self.hard_stop, os.getpid()),
             name=f"ingest-worker-{worker}",
         )
         process.start()
         self.processes[worker] = process
+        self._started_at[worker] = time.monotonic()
+
+    def _stop_workers(self, deadline: Callable[[], float]) -> None:
+        """Workers finish and commit what is in flight until ``deadline()`` (monotonic; asked
+        again while waiting, a stop request can bring it forward); then a hard stop, and after
+        :data:`HARD_STOP_GRACE` seconds more, the ones still running are killed."""
+        self._restart_at.clear()
+        self.stop_event.set()
+        if self._wait_for_workers(deadline):
+            return
+        log.warning("workers still running after the shutdown timeout: hard stop")
+        self.hard_stop.set()
+        hard_deadline = time.monotonic() + HARD_STOP_GRACE
+        if self._wait_for_workers(lambda: hard_deadline):
+            return
+        for worker, process in self.processes.items():
+            if process.is_alive():
+                log.error("worker did not stop after the hard stop: killed", extra={"worker": worker})
+                process.kill()
+                process.join(1.0)
+
+    def _wait_for_workers(self, deadline: Callable[[], float]) -> bool:
+        """True once every worker has exited, False when ``deadline()`` passed first."""
+        while any(process.is_alive() for process in self.processes.values()):
+            if time.monotonic() >= deadline():
+                return False
+            self._collect_reports(0.1)
+        self._collect_reports(0.0)
+        return True
 
     def stop(self, timeout: float) -> None:
-        """Graceful: workers finish and commit in-flight batches; after ``timeout``, hard stop."""
+        """Graceful: workers finish and commit in-flight batches; after ``timeout``, hard stop;
+        :data:`HARD_STOP_GRACE` seconds later, what still runs is killed. Returns within about
+        ``timeout + HARD_STOP_GRACE`` seconds."""
+        self._stop_deadline = time.monotonic() + timeout
         self._stopping.set()
-        self.stop_event.set()
-        deadline = time.monotonic() + timeout
-        for process in self.processes.values():
-            process.join(max(0.1, deadline - time.monotonic()))
-        if any(p.is_alive() for p in self.processes.values()):
-            log.warning("workers still running after the shutdown timeout: hard stop")
-            self.hard_stop.set()
-            for process in self.processes.values():
-                process.join(5)
+        if self._thread.ident is None:
+            return  # never started
+        self._thread.join(timeout + HARD_STOP_GRACE + 2.0)
+        if self._thread.is_alive():
+            log.error("the supervisor did not stop in time: killing the workers")
+            for process in list(self.processes.values()):
                 if process.is_alive():
                     process.kill()
-        self.hard_stop.set()
-        while True:
-            try:
-                self.collector.update(self.reports.get_nowait())
-            except queue.Empty:
-                break
-        log.info("ingest stopped", extra={"exitcodes": {w: p.exitcode for w, p in self.processes.items()}})
+        log.info("ingest stopped", extra={"exitcodes": {w: p.exitcode for w, p in list(self.processes.items())}})
