@@ -274,3 +274,25 @@ def test_a_chained_summary_never_starts_a_watermark(redis, prefix):
 
     with_store(prefix, scenario)
     assert_matches(dump_state(redis, prefix, seconds), ground_truth(readings))
+
+
+def test_an_event_second_beyond_the_wall_clock_plus_the_skew_is_not_folded(redis, prefix):
+    """A summary from an ingest that did not refuse a far-future reading (an older version, or a
+    clock-skew setting larger than the aggregator's): its second is counted and dropped, the
+    newest second stays on the present, and the rest of the summary is folded."""
+    from smartgrid_common.contracts import SecondPartial, Summary
+
+    now = int(time.time())
+    year_2100 = 4_102_444_800
+    summary = Summary("t", 0, 0, 9, now * 1000, [SecondPartial(now - 1, 2.0, 2, 1.0, 1.0), SecondPartial(year_2100, 5.0, 1, 5.0, 5.0)])
+
+    async def scenario(store) -> None:
+        await store.redis.set(f"{prefix}:agg:latest", year_2100)  # left by a version without the bound
+        assert await store.fold([summary]) == [1]
+        assert await store.latest_second() == now - 1
+
+    with_store(prefix, scenario)
+    stats = {k.decode(): int(v) for k, v in redis.hgetall(f"{prefix}:agg:stats").items()}
+    assert stats["future_seconds"] == 1 and stats["applied"] == 1
+    assert redis.hget(f"{prefix}:sec:{now - 1}", "count") == b"2"
+    assert not redis.exists(f"{prefix}:sec:{year_2100}")

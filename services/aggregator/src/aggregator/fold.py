@@ -163,11 +163,17 @@ class FoldConfig:
     live_ttl: int
     region_ttl: int
     late_ttl: int
+    # Event seconds further ahead of the wall clock are not folded (SMARTGRID_MAX_CLOCK_SKEW):
+    # ingest refuses such readings already; this keeps the live view on the present even with a
+    # summary from an ingest that did not.
+    max_clock_skew: int = 300
 
 
-def fold_args(prefix: str, config: FoldConfig, groups: list[list[Summary]]) -> list[str]:
-    """ARGV of one EVALSHA that folds ``groups`` in order, each all or nothing."""
-    args = [prefix, str(config.live_ttl), str(config.region_ttl), str(config.late_ttl), str(len(groups))]
+def fold_args(prefix: str, config: FoldConfig, groups: list[list[Summary]], now: float) -> list[str]:
+    """ARGV of one EVALSHA that folds ``groups`` in order, each all or nothing; ``now`` is the
+    wall clock (epoch seconds) that bounds the event seconds folded."""
+    horizon = int(now) + config.max_clock_skew
+    args = [prefix, str(config.live_ttl), str(config.region_ttl), str(config.late_ttl), str(horizon), str(len(groups))]
     for group in groups:
         args += group_args(group)
     return args

@@ -45,7 +45,9 @@ DLQ_REASON_HEADER = "smartgrid-error"
 """Header on every dead-lettered record: why it was rejected."""
 DLQ_SOURCE_HEADER = "smartgrid-source"
 """Header on every dead-lettered record: ``topic/partition/offset`` it came from."""
-STATUSES_KNOWN = ("ok", "fault", "offline")
+STATUSES_KNOWN = ("ok", "fault", "offline", "clock_skew")
+"""Statuses with a meaning to the product; `clock_skew` is set by ingest (its last reading had a
+wrong clock), the others come from meters. Any other status is kept as sent."""
 
 
 def summary_stream(prefix: str) -> str:

@@ -12,7 +12,11 @@ local P = ARGV[1]
 local live_ttl = tonumber(ARGV[2])
 local region_ttl = tonumber(ARGV[3])
 local late_ttl = tonumber(ARGV[4])
-local n = tonumber(ARGV[5])
+-- Newest event second that may be folded: the wall clock plus the allowed clock skew. A second
+-- beyond it (a meter clock far ahead that ingest did not refuse) is counted and dropped, so the
+-- newest second, and with it the dashboard's "now", never runs ahead of the wall clock.
+local horizon = tonumber(ARGV[5])
+local n = tonumber(ARGV[6])
 
 local wm_key = P .. ':agg:wm'
 local dirty_key = P .. ':agg:dirty'
@@ -23,6 +27,9 @@ local region_meters_key = P .. ':region_meters'
 local geo_key = P .. ':geo'
 local alerts_key = P .. ':alerts'
 local latest = tonumber(redis.call('GET', P .. ':agg:latest') or '0')
+-- A newest second beyond the horizon (left by a version without it) is forgotten: the next fold
+-- that applies sets it again.
+if latest > horizon then latest = 0 end
 
 -- min/max are stored as the caller's exact strings: tostring() of a Lua number keeps 14 digits.
 local function fold_extremes(key, min_field, min_value, max_field, max_value)
@@ -124,10 +131,12 @@ local function apply_block(i)
   local ns = tonumber(ARGV[i]); i = i + 1
   for _ = 1, ns do
     local second = tonumber(ARGV[i])
-    if second > newest then newest = second end
-    if second < latest - live_ttl then
+    if second > horizon then
+      redis.call('HINCRBY', stats_key, 'future_seconds', 1)
+    elseif second < latest - live_ttl then
       redis.call('HINCRBY', stats_key, 'too_late_seconds', 1)
     else
+      if second > newest then newest = second end
       local key = P .. ':sec:' .. ARGV[i]
       redis.call('HINCRBYFLOAT', key, 'sum', ARGV[i + 1])
       redis.call('HINCRBY', key, 'count', ARGV[i + 2])
@@ -139,7 +148,8 @@ local function apply_block(i)
   end
   local nm = tonumber(ARGV[i]); i = i + 1
   for _ = 1, nm do
-    if tonumber(ARGV[i]) >= latest - live_ttl - 60 then
+    local minute = tonumber(ARGV[i])
+    if minute >= latest - live_ttl - 60 and minute <= horizon then
       local key = P .. ':min:' .. ARGV[i]
       redis.call('HINCRBYFLOAT', key, 'sum', ARGV[i + 1])
       redis.call('HINCRBY', key, 'count', ARGV[i + 2])
@@ -152,7 +162,9 @@ local function apply_block(i)
   for _ = 1, nr do
     local second, region = ARGV[i], ARGV[i + 1]
     local k_meters = tonumber(ARGV[i + 8])
-    if tonumber(second) < latest - region_ttl then
+    if tonumber(second) > horizon then
+      redis.call('HINCRBY', stats_key, 'future_regions', 1)
+    elseif tonumber(second) < latest - region_ttl then
       redis.call('HINCRBY', stats_key, 'too_late_regions', 1)
     else
       local key = P .. ':rsec:' .. second
@@ -201,7 +213,7 @@ local function apply_block(i)
 end
 
 local results = {}
-local i = 6
+local i = 7
 for k = 1, n do
   local span = tonumber(ARGV[i])
   local outcome, ranges = classify(i)
