@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import orjson
 
-from aggregator.views import live_view, meters_view, regions_view, split_region_hash, status_view, trend_view
+from aggregator.views import (
+    COMPLETE_GRACE_S,
+    live_view,
+    meters_view,
+    newest_complete_second,
+    regions_view,
+    split_region_hash,
+    status_view,
+    trend_view,
+    unpack_buckets,
+)
 
 
 def test_live_view_has_one_point_per_second_with_zeros_for_gaps():
@@ -17,7 +27,58 @@ def test_live_view_has_one_point_per_second_with_zeros_for_gaps():
 
 
 def test_live_view_without_data_is_empty():
-    assert live_view(None, 60, [])["points"] == []
+    view = live_view(None, 60, [])
+    assert view["points"] == [] and view["complete"] is None
+
+
+def test_the_newest_folded_second_is_open_while_the_partitions_fill_it():
+    # event time 100 is the newest folded second and the wall clock is inside it or just past it
+    assert newest_complete_second(100, now=100.4) == 99
+    assert newest_complete_second(100, now=101 + COMPLETE_GRACE_S - 0.01) == 99
+
+
+def test_the_newest_folded_second_is_complete_once_the_stream_is_quiet_for_the_grace():
+    assert newest_complete_second(100, now=101 + COMPLETE_GRACE_S) == 100
+    assert newest_complete_second(100, now=5000.0) == 100  # a replay of old data that stopped
+
+
+def test_a_second_is_complete_as_soon_as_a_later_second_is_folded():
+    # the wall clock does not matter once the next second exists (a replay far behind real time)
+    assert newest_complete_second(101, now=101.0) == 100
+
+
+def test_nothing_is_complete_before_anything_was_folded():
+    assert newest_complete_second(None, now=100.0) is None
+
+
+def test_live_view_says_which_second_is_the_newest_complete_one():
+    rows = [{b"sum": b"10", b"count": b"4"}, {b"sum": b"0.5", b"count": b"1"}]
+    view = live_view(101, 2, rows, complete=newest_complete_second(101, now=101.3))
+    assert view["complete"] == 100
+    # the open second stays in the points (the page draws it apart); the keys are unchanged
+    assert [p["second"] for p in view["points"]] == [100, 101]
+    assert set(view) == {"end", "complete", "seconds", "points"}
+
+
+def test_live_view_without_a_complete_second_given_takes_every_second_as_complete():
+    assert live_view(101, 2, [{}, {}])["complete"] == 101
+
+
+def test_trend_view_says_which_minute_is_the_newest_complete_one():
+    rows = [{}, {}, {}]
+    assert trend_view(180, 3, rows, complete_second=200)["complete"] == 120  # 180..239 still filling
+    assert trend_view(180, 3, rows, complete_second=239)["complete"] == 180
+    assert trend_view(180, 3, rows, complete_second=179)["complete"] == 120
+    assert trend_view(180, 3, rows)["complete"] == 180
+
+
+def test_window_script_reply_unpacks_to_one_hash_per_bucket():
+    packed = b"1.5,3,0.25,0.75;,,,;2,1,2,2"
+    assert unpack_buckets(packed) == [
+        {b"sum": b"1.5", b"count": b"3", b"min": b"0.25", b"max": b"0.75"},
+        {},
+        {b"sum": b"2", b"count": b"1", b"min": b"2", b"max": b"2"},
+    ]
 
 
 def test_trend_view_steps_by_minute():

@@ -36,6 +36,16 @@ class Keys:
         """Hash sum/count/min/max of one event minute (``minute`` = its first second)."""
         return f"{self.prefix}:min:{minute}"
 
+    @property
+    def second_prefix(self) -> str:
+        """What :meth:`second` puts before the second (for scripts that build the keys)."""
+        return self.second(0).removesuffix("0")
+
+    @property
+    def minute_prefix(self) -> str:
+        """What :meth:`minute` puts before the minute (for scripts that build the keys)."""
+        return self.minute(0).removesuffix("0")
+
     def region_second(self, second: int) -> str:
         """Hash ``<kind>:<region>`` -> value for every region of one second (+emit_seq)."""
         return rollup_seq_keys(self.prefix, second)[1]

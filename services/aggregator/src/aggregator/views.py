@@ -27,22 +27,66 @@ def bucket_point(hash_: Hash) -> dict[str, Any]:
     }
 
 
-def live_view(end: int | None, seconds: int, rows: list[Hash]) -> dict[str, Any]:
-    """``/api/live``: one point per second, ``end - seconds + 1 .. end`` (event time)."""
+_BUCKET_FIELDS = (b"sum", b"count", b"min", b"max")
+
+
+def unpack_buckets(packed: bytes) -> list[Hash]:
+    """The window script's reply (``lua/window.lua``: ``sum,count,min,max`` per bucket, ``;``
+    between buckets, empty fields where nothing was read) -> one hash per bucket ({} if empty)."""
+    rows: list[Hash] = []
+    for bucket in packed.split(b";"):
+        values = bucket.split(b",")
+        rows.append({} if not values[0] else {f: v for f, v in zip(_BUCKET_FIELDS, values, strict=True) if v})
+    return rows
+
+
+# How long after its end (wall clock) the newest folded second is taken as complete when no later
+# second has been folded: the stream has gone quiet. Within it, the second is still filling: ingest
+# publishes every 250 ms (SMARTGRID_SUMMARY_INTERVAL) per partition, and the last partitions'
+# readings of a second reach Redis up to about a second after it ends under load (bench/README.md,
+# freshness p99). Data arriving later than this only lowers the headline in a quiet pipeline.
+COMPLETE_GRACE_S = 2.0
+
+
+def newest_complete_second(end: int | None, now: float, grace: float = COMPLETE_GRACE_S) -> int | None:
+    """The newest event second that is complete: every second before the newest folded one
+    (``end``, which the partitions are still filling), and ``end`` itself once the wall clock
+    ``now`` is ``grace`` past its end with nothing newer folded."""
     if end is None:
-        return {"end": None, "seconds": seconds, "points": []}
+        return None
+    return end if now >= end + 1 + grace else end - 1
+
+
+def live_view(end: int | None, seconds: int, rows: list[Hash], complete: int | None = None) -> dict[str, Any]:
+    """``/api/live``: one point per second, ``end - seconds + 1 .. end`` (event time).
+
+    ``complete`` is the newest complete second (see :func:`newest_complete_second`; None: all of
+    them are): the points after it are still filling, and the page draws them apart.
+    """
+    if end is None:
+        return {"end": None, "complete": None, "seconds": seconds, "points": []}
     start = end - seconds + 1
     points = [{"second": start + offset, **bucket_point(row)} for offset, row in enumerate(rows)]
-    return {"end": end, "seconds": seconds, "points": points}
+    return {"end": end, "complete": end if complete is None else complete, "seconds": seconds, "points": points}
 
 
-def trend_view(end_minute: int | None, minutes: int, rows: list[Hash]) -> dict[str, Any]:
-    """``/api/trend``: one point per minute for the last ``minutes`` minutes."""
+def trend_view(
+    end_minute: int | None, minutes: int, rows: list[Hash], complete_second: int | None = None
+) -> dict[str, Any]:
+    """``/api/trend``: one point per minute for the last ``minutes`` minutes.
+
+    ``complete`` is the newest minute whose every second is complete (``complete_second``; None:
+    all of them are); the newest minute is normally still filling.
+    """
     if end_minute is None:
-        return {"end": None, "minutes": minutes, "points": []}
+        return {"end": None, "complete": None, "minutes": minutes, "points": []}
     start = end_minute - 60 * (minutes - 1)
     points = [{"minute": start + 60 * offset, **bucket_point(row)} for offset, row in enumerate(rows)]
-    return {"end": end_minute, "minutes": minutes, "points": points}
+    if complete_second is None:
+        complete = end_minute
+    else:  # the minute that ends with the complete second, or the one before it
+        complete = min(end_minute, (complete_second + 1) - (complete_second + 1) % 60 - 60)
+    return {"end": end_minute, "complete": complete, "minutes": minutes, "points": points}
 
 
 def split_region_hash(hash_: Hash) -> dict[str, dict[str, bytes]]:
