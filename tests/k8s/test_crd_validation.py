@@ -47,6 +47,7 @@ def _with(path: str, value):
         ("kafka.bootstrapServers", None),
         ("ingest.assignment", "roundrobin"),
         ("ingest.batchTimeout", "soon"),
+        ("ingest.shutdownTimeout", "forever"),
         ("influxdb.url", "influxdb:8086"),
         ("kafka.security", {"protocol": "SASL_SSL"}),
     ],
@@ -63,6 +64,7 @@ def test_a_valid_consumer_is_defaulted_by_the_api_server(cluster, namespace):
     assert result.returncode == 0, result.stderr
     body = cluster.get("sgc", "invalid", namespace)
     assert body["spec"]["ingest"]["partitionsPerReplica"] == 8
+    assert body["spec"]["ingest"]["shutdownTimeout"] == "25s"
     assert body["spec"]["kafka"]["topic"] == "smart-grid-transactions"
     assert body["spec"]["kafka"]["security"]["protocol"] == "PLAINTEXT"
     assert body["spec"]["paused"] is False

@@ -14,6 +14,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from smartgrid_common.settings import parse_duration
+
 GROUP = "smartgrid.io"
 VERSION = "v1alpha1"
 PLURAL = "smartgridconsumers"
@@ -114,6 +116,7 @@ def build_config_data(spec: Spec) -> dict[str, str]:
         "PROCESSOR_WORKER_COUNT": str(ingest["workerCount"]),
         "PROCESSOR_QUEUE_SIZE": str(ingest["queueSize"]),
         "PROCESSOR_ENABLE_AGGREGATIONS": str(ingest["enableAggregations"]).lower(),
+        "SMARTGRID_SHUTDOWN_TIMEOUT": ingest["shutdownTimeout"],
         "INFLUXDB_URL": influx["url"],
         "INFLUXDB_DATABASE": influx["database"],
         "INFLUXDB_RETENTION_POLICY": influx["retentionPolicy"],
@@ -204,6 +207,17 @@ CONTAINER_SECURITY_CONTEXT = {
 }
 
 
+# After SMARTGRID_SHUTDOWN_TIMEOUT, an ingest pod hard-stops its workers, gives them 5 s
+# (ingest.supervisor.HARD_STOP_GRACE) and kills what is left; the rest covers process exit.
+INGEST_STOP_MARGIN_SECONDS = 10
+
+
+def ingest_termination_grace_seconds(shutdown_timeout: str) -> int:
+    """terminationGracePeriodSeconds of an ingest pod: its whole SIGTERM drain
+    (``shutdownTimeout``, then the hard stop) ends before the kubelet's SIGKILL."""
+    return math.ceil(parse_duration(shutdown_timeout)) + INGEST_STOP_MARGIN_SECONDS
+
+
 def _probe(path: str, period: int) -> dict[str, Any]:
     return {
         "httpGet": {"path": path, "port": "http"},
@@ -222,6 +236,7 @@ def build_pod_template(
     template_hash: str,
     extra_volumes: list[dict] = (),  # type: ignore[assignment]
     extra_mounts: list[dict] = (),  # type: ignore[assignment]
+    termination_grace_seconds: int = 30,
 ) -> dict[str, Any]:
     """A hardened pod template: non-root, read-only root, no capabilities, /tmp as emptyDir."""
     container: dict[str, Any] = {
@@ -242,7 +257,7 @@ def build_pod_template(
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "securityContext": POD_SECURITY_CONTEXT,
-        "terminationGracePeriodSeconds": 30,
+        "terminationGracePeriodSeconds": termination_grace_seconds,
         "containers": [container],
         "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}, *extra_volumes],
     }
@@ -298,6 +313,7 @@ def build_ingest_statefulset(name: str, namespace: str, spec: Spec, partitions: 
         template_hash,
         volumes,
         mounts,
+        ingest_termination_grace_seconds(ingest["shutdownTimeout"]),
     )
     meta = _meta(name, namespace, "ingest", component_name(name, "ingest"))
     meta["annotations"] = {PARTITIONS_ANNOTATION: ",".join(format_range(*r) for r in ranges)}
