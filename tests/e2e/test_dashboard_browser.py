@@ -1,5 +1,6 @@
 """The dashboard page in headless Chromium (Debian's package) against a running aggregator with
-state: the numbers in the DOM are the folded ones; a screenshot goes to docs/images/dashboard.png.
+state: the numbers in the DOM are the folded ones, the headline shows the newest complete second and
+the open one is drawn apart; a screenshot goes to docs/images/dashboard.png.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from redis import Redis
 from smartgrid_common.contracts import summary_stream
 
 from aggregator.testing import free_port, ground_truth, http_ok, make_readings, make_summaries, start_service, wait_until
+from aggregator.views import COMPLETE_GRACE_S
 
 pytestmark = pytest.mark.integration
 
@@ -46,11 +48,18 @@ def text_of(dom: str, element_id: str) -> str:
 def test_dashboard_shows_the_live_state_and_is_screenshotted(tmp_path):
     redis = Redis.from_url(os.environ.get("SMARTGRID_REDIS_URL", "redis://127.0.0.1:6379/0"))
     prefix = f"test-e2e-{uuid.uuid4().hex[:8]}"
-    start = int(time.time()) - 3600
+    # The newest complete second lies a little ahead of the wall clock (within the allowed clock
+    # skew), so the second after it, which has only its first readings, stays open (it is not yet
+    # COMPLETE_GRACE_S past its end) while the page is checked.
+    last_complete = int(time.time()) + 150
+    start = last_complete - 3599
     # An hour of a small fleet (a trend worth looking at), then the last minute at full density.
     readings = make_readings(meters=60, seconds=3540, start=start, seed=21, late_share=0.01)
     readings += make_readings(meters=400, seconds=60, start=start + 3540, seed=22, late_share=0.02)
+    # The open second: its first readings only (a drop that must not reach the headline).
+    readings += make_readings(meters=400, seconds=1, start=last_complete + 1, seed=23)[:40]
     truth = ground_truth(readings)
+    assert max(truth["seconds"]) == last_complete + 1
     port = free_port()
     proc = start_service(
         "aggregator",
@@ -70,11 +79,19 @@ def test_dashboard_shows_the_live_state_and_is_screenshotted(tmp_path):
         # snapshot=1: the page skips its SSE stream, which would keep headless Chromium loading forever.
         url = f"http://127.0.0.1:{port}/?snapshot=1"
         dom = chromium(url, ["--dump-dom"], tmp_path / "profile-dom")
+        assert time.time() < last_complete + 2 + COMPLETE_GRACE_S, "too slow: the open second closed by its grace"
 
-        last_second = max(truth["seconds"])
-        expected_kwh = f"{truth['seconds'][last_second][0]:,.3f}".rstrip("0").rstrip(".")
+        # The headline is the newest complete second, not the open one after it.
+        expected_kwh = f"{truth['seconds'][last_complete][0]:,.3f}".rstrip("0").rstrip(".")
         assert text_of(dom, "kwh-now") == expected_kwh
-        assert text_of(dom, "readings-now") == f"{truth['seconds'][last_second][1]:,}"
+        assert text_of(dom, "readings-now") == f"{truth['seconds'][last_complete][1]:,}"
+        clock = lambda second: time.strftime("%H:%M:%S", time.gmtime(second))  # noqa: E731
+        assert text_of(dom, "kwh-at") == f"at {clock(last_complete)} · {clock(last_complete + 1)} filling"
+        # The open second is drawn apart (hollow point on a dashed line), once, at the chart's end.
+        live_chart = re.search(r'<svg id="live-chart".*?</svg>', dom, re.S).group(0)
+        open_points = re.findall(r'<circle[^>]*class="open-point"[^>]*data-time="(\d+)"', live_chart)
+        assert open_points == [str(last_complete + 1)]
+        assert 'class="open-line"' in live_chart
         assert text_of(dom, "status-ok") == f"{truth['status'].get('ok', 0):,}"
         assert text_of(dom, "status-fault") == f"{truth['status'].get('fault', 0):,}"
         assert text_of(dom, "meters-total") == f"{sum(truth['status'].values()):,}"

@@ -22,8 +22,10 @@ async function getJson(path) {
   return response.json();
 }
 
-// A filled line chart of points[yKey] over their index, with max and time labels.
-function drawSeries(svg, points, timeKey, yKey, color, timeLabel) {
+// A filled line chart of points[yKey] over their index, with max and time labels. Points from
+// index openFrom on are still filling (their totals only grow): drawn dashed and hollow, apart
+// from the filled area, so a partial newest bucket does not read as a drop in consumption.
+function drawSeries(svg, points, timeKey, yKey, color, timeLabel, openFrom = -1) {
   svg.replaceChildren();
   const width = 800, height = 200, left = 50, bottom = 20, top = 10;
   if (!points.length) {
@@ -35,13 +37,30 @@ function drawSeries(svg, points, timeKey, yKey, color, timeLabel) {
   const step = (width - left) / Math.max(1, points.length - 1);
   const y = (v) => top + (height - bottom - top) * (1 - v / max);
   const coords = values.map((v, i) => `${(left + i * step).toFixed(1)},${y(v).toFixed(1)}`);
+  const complete = openFrom < 0 ? points.length : openFrom;
   svg.appendChild(svgEl("line", { x1: left, y1: height - bottom, x2: width, y2: height - bottom, class: "axis" }));
   svg.appendChild(svgEl("line", { x1: left, y1: top, x2: left, y2: height - bottom, class: "axis" }));
-  svg.appendChild(svgEl("polygon", {
-    points: `${left},${height - bottom} ${coords.join(" ")} ${left + (points.length - 1) * step},${height - bottom}`,
-    fill: color, "fill-opacity": 0.18,
-  }));
-  svg.appendChild(svgEl("polyline", { points: coords.join(" "), fill: "none", stroke: color, "stroke-width": 2 }));
+  if (complete > 0) {
+    const solid = coords.slice(0, complete);
+    svg.appendChild(svgEl("polygon", {
+      points: `${left},${height - bottom} ${solid.join(" ")} ${left + (complete - 1) * step},${height - bottom}`,
+      fill: color, "fill-opacity": 0.18,
+    }));
+    svg.appendChild(svgEl("polyline", { points: solid.join(" "), fill: "none", stroke: color, "stroke-width": 2 }));
+  }
+  if (complete < points.length) {
+    // From the last complete point through the open ones.
+    const dashed = coords.slice(Math.max(0, complete - 1));
+    svg.appendChild(svgEl("polyline", { points: dashed.join(" "), fill: "none", stroke: color, "stroke-width": 2, class: "open-line" }));
+    for (let i = complete; i < points.length; i++) {
+      const marker = svgEl("circle", {
+        cx: (left + i * step).toFixed(1), cy: y(values[i]).toFixed(1), r: 4, stroke: color,
+        class: "open-point", "data-time": points[i][timeKey],
+      });
+      marker.appendChild(svgEl("title", {}, `${timeLabel(points[i][timeKey])}: still filling (${fmt(values[i], 3)} so far)`));
+      svg.appendChild(marker);
+    }
+  }
   svg.appendChild(svgEl("text", { x: left - 4, y: top + 10, class: "axis-label", "text-anchor": "end" }, fmt(max, 1)));
   svg.appendChild(svgEl("text", { x: left - 4, y: height - bottom, class: "axis-label", "text-anchor": "end" }, "0"));
   svg.appendChild(svgEl("text", { x: left, y: height - 4, class: "axis-label" }, timeLabel(points[0][timeKey])));
@@ -49,13 +68,26 @@ function drawSeries(svg, points, timeKey, yKey, color, timeLabel) {
     timeLabel(points[points.length - 1][timeKey])));
 }
 
+// Index of the first point after the newest complete one (-1: all complete). Servers without
+// the "complete" field report every point as complete.
+function openIndex(points, timeKey, complete) {
+  if (complete === undefined || complete === null) return -1;
+  return points.findIndex((p) => p[timeKey] > complete);
+}
+
 const clock = (seconds) => new Date(seconds * 1000).toISOString().slice(11, 19);
 
+// The headline is the newest COMPLETE second: the newest folded one is still being filled by the
+// partitions, and showing it would look like a drop in consumption every second.
 function renderLive(live) {
-  drawSeries($("live-chart"), live.points, "second", "total_kwh", "#3fb6ff", clock);
-  const last = live.points[live.points.length - 1];
-  $("kwh-now").textContent = last ? fmt(last.total_kwh, 3) : "–";
-  $("readings-now").textContent = last ? fmt(last.reading_count, 0) : "–";
+  const openFrom = openIndex(live.points, "second", live.complete);
+  drawSeries($("live-chart"), live.points, "second", "total_kwh", "#3fb6ff", clock, openFrom);
+  const shown = openFrom < 0 ? live.points[live.points.length - 1] : live.points[openFrom - 1];
+  $("kwh-now").textContent = shown ? fmt(shown.total_kwh, 3) : "–";
+  $("readings-now").textContent = shown ? fmt(shown.reading_count, 0) : "–";
+  const filling = openFrom < 0 ? "" : ` · ${clock(live.points[openFrom].second)} filling`;
+  $("kwh-at").textContent = shown ? `at ${clock(shown.second)}${filling}` : "";
+  $("readings-at").textContent = $("kwh-at").textContent;
   $("latest-time").textContent = live.end ? fmtTime(live.end * 1000) : "–";
 }
 
@@ -78,7 +110,8 @@ function fillSelect(select, names) {
 
 async function loadTrend() {
   const trend = await getJson("/api/trend");
-  drawSeries($("trend-chart"), trend.points, "minute", "total_kwh", "#a78bfa", (s) => clock(s).slice(0, 5));
+  drawSeries($("trend-chart"), trend.points, "minute", "total_kwh", "#a78bfa", (s) => clock(s).slice(0, 5),
+    openIndex(trend.points, "minute", trend.complete));
 }
 
 // Equirectangular projection of the regions' lat/lon extent; circles sized and coloured by kWh.
