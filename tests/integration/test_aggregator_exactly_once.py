@@ -296,3 +296,42 @@ def test_an_event_second_beyond_the_wall_clock_plus_the_skew_is_not_folded(redis
     assert stats["future_seconds"] == 1 and stats["applied"] == 1
     assert redis.hget(f"{prefix}:sec:{now - 1}", "count") == b"2"
     assert not redis.exists(f"{prefix}:sec:{year_2100}")
+
+
+@pytest.mark.expected_log_errors(r"summary cannot be read")
+def test_a_summary_of_a_newer_contract_version_is_never_acknowledged_and_its_partition_waits(redis, prefix, tmp_path):
+    """A newer ingest's summary (mid rolling upgrade) is not skipped: it stays pending for an
+    aggregator that reads it, its partition folds up to it and no further, /readyz says why, and
+    the other partitions fold on."""
+    import orjson
+
+    readings = make_readings(meters=200, seconds=6, start=START, seed=13)
+    summaries = make_summaries(readings, partitions=2, batch=60)
+    chain = [s for s in summaries if s.partition == 0]
+    newer = chain[2]
+    entries = [
+        {"data": orjson.dumps(orjson.loads(s.to_json()) | {"v": 99}) if s is newer else s.to_json()} for s in summaries
+    ]
+    pipe = redis.pipeline()
+    for fields in entries:
+        pipe.xadd(summary_stream(prefix), fields)
+    pipe.execute()
+    port = free_port()
+    proc = start_service("aggregator", aggregator_env(prefix, port, "c0"), str(tmp_path / "agg.log"))
+    try:
+        def partition_one_folded() -> bool:
+            marks = redis.hgetall(f"{prefix}:agg:wm")
+            return int(marks.get(b"t:1", -1) or -1) == max(s.last_offset for s in summaries if s.partition == 1)
+
+        wait_until(partition_one_folded, 60, what="partition 1 to be folded")
+        assert int(redis.hget(f"{prefix}:agg:wm", "t:0")) == chain[1].last_offset  # up to the newer one
+        pending = redis.xpending(summary_stream(prefix), "aggregator")
+        assert pending["pending"] == len(chain) - 2  # the newer one and what waits behind it
+        response = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
+        assert response.status_code == 503
+        assert "summary(s) cannot be read" in response.text and "contract version 99" in response.text
+        log = (tmp_path / "agg.log").read_text()
+        assert log.count("summary cannot be read") == 1, "logged once per entry, not once per read"
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -13,7 +13,7 @@ from smartgrid_common.contracts import Summary, summary_stream
 from aggregator.fold import Outcome, source_of
 from aggregator.settings import AggregatorSettings
 from aggregator.store import LiveStore
-from smartgrid_common.streams import GroupReader, ensure_group, trim_consumed
+from smartgrid_common.streams import GroupReader, Unreadable, ensure_group, trim_consumed
 
 log = logging.getLogger("aggregator.worker")
 
@@ -60,6 +60,8 @@ class Aggregator:
         )
         # Summaries whose predecessor is not folded yet (id -> summary); retried every round.
         self.waiting: dict[bytes, Summary] = {}
+        # Summaries this release cannot read: never acknowledged (the partition's chain waits).
+        self.unreadable = Unreadable("summary", log, forget_after=3 * settings.claim_idle)
         self.last_progress = time.monotonic()
         self.redis_ok = False
         self.stopping = asyncio.Event()
@@ -68,6 +70,8 @@ class Aggregator:
         """Ready when Redis answers and the fold is not stuck."""
         if not self.redis_ok:
             return False, "redis unreachable"
+        if problem := self.unreadable.problem():
+            return False, problem
         stalled = time.monotonic() - self.last_progress
         if self.waiting and stalled > self.settings.stall_after:
             return False, f"{len(self.waiting)} summaries wait for a predecessor for {stalled:.0f}s"
@@ -97,17 +101,18 @@ class Aggregator:
         entries = await self.reader.read()
         self.redis_ok = True
         batch: list[tuple[bytes, Summary]] = []
-        unreadable: list[bytes] = []
+        trimmed: list[bytes] = []
         for entry_id, fields in entries:
-            if not fields or b"data" not in fields:
-                unreadable.append(entry_id)
+            if not fields:
+                trimmed.append(entry_id)  # trimmed away while pending: nothing left to read
                 continue
             try:
                 batch.append((entry_id, Summary.from_json(fields[b"data"])))
-            except (ValueError, KeyError, TypeError):
-                log.error("unreadable summary acknowledged and skipped", extra={"entry": entry_id.decode()})
-                unreadable.append(entry_id)
-        await self.reader.ack(unreadable)
+            except (ValueError, KeyError, TypeError) as error:
+                # Not acknowledged: the summary stays for a release that reads it, and the rest of
+                # its partition's chain waits for it (nothing is folded out of order).
+                self.unreadable.note(entry_id, str(error) or type(error).__name__)
+        await self.reader.ack(trimmed)
         await self.fold_all(batch)
 
     async def fold_all(self, batch: list[tuple[bytes, Summary]]) -> None:

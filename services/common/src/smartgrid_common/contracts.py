@@ -18,6 +18,11 @@ summaries exactly once, atomically with advancing the partition's applied-offset
 
 Time is epoch milliseconds (``*_ms``) or epoch seconds (``second``: the start of a 1-second
 event-time bucket). Every field name here is part of the contract between services.
+
+Versions: summaries and rollups carry ``"v"`` (:data:`SUMMARY_VERSION`, :data:`ROLLUP_VERSION`;
+absent means 1, the messages of releases before versioning). A reader refuses a version newer than
+its own with :class:`UnsupportedVersion` and leaves the entry unacknowledged, so nothing is lost
+while a rolling upgrade replaces the readers (upgrade readers first: docs/operations.md).
 """
 
 from __future__ import annotations
@@ -45,6 +50,26 @@ DLQ_REASON_HEADER = "smartgrid-error"
 """Header on every dead-lettered record: why it was rejected."""
 DLQ_SOURCE_HEADER = "smartgrid-source"
 """Header on every dead-lettered record: ``topic/partition/offset`` it came from."""
+SUMMARY_VERSION = 1
+"""Contract version of the summaries this release writes and the newest it reads."""
+ROLLUP_VERSION = 1
+"""Contract version of the rollups this release writes and the newest it reads."""
+
+
+class UnsupportedVersion(ValueError):
+    """A message of a newer contract version than this service reads: upgrade this service."""
+
+
+def _version(raw: dict[str, Any], kind: str, newest: int) -> int:
+    version = raw.get("v", 1)
+    if not isinstance(version, int) or version < 1 or version > newest:
+        raise UnsupportedVersion(
+            f"{kind} contract version {version!r}; this release reads versions 1 to {newest}: "
+            f"upgrade this service (readers before writers, see docs/operations.md)"
+        )
+    return version
+
+
 STATUSES_KNOWN = ("ok", "fault", "offline", "clock_skew")
 """Statuses with a meaning to the product; `clock_skew` is set by ingest (its last reading had a
 wrong clock), the others come from meters. Any other status is kept as sent."""
@@ -125,6 +150,7 @@ class Summary:
     def to_json(self) -> bytes:
         """Compact JSON: partials as arrays in field order (summaries are hot)."""
         data: dict[str, Any] = {
+            "v": SUMMARY_VERSION,
             "topic": self.topic,
             "partition": self.partition,
             "first_offset": self.first_offset,
@@ -148,6 +174,7 @@ class Summary:
     def from_json(cls, data: bytes | str) -> Summary:
         """Inverse of :meth:`to_json`."""
         raw: dict[str, Any] = orjson.loads(data)
+        _version(raw, "summary", SUMMARY_VERSION)
         return cls(
             topic=raw["topic"],
             partition=raw["partition"],
@@ -215,6 +242,7 @@ class Rollup:
         """Compact JSON, rows as arrays in field order (the aggregator's Lua emits the same)."""
         return orjson.dumps(
             {
+                "v": ROLLUP_VERSION,
                 "seq": self.seq,
                 "emitted_ms": self.emitted_ms,
                 "seconds": [
@@ -233,6 +261,7 @@ class Rollup:
     def from_json(cls, data: bytes | str) -> Rollup:
         """Inverse of :meth:`to_json`; numbers are coerced to their declared types."""
         raw: dict[str, Any] = orjson.loads(data)
+        _version(raw, "rollup", ROLLUP_VERSION)
         status = raw.get("status")
         return cls(
             seq=int(raw["seq"]),

@@ -6,7 +6,9 @@ reads rollups.
 
 from __future__ import annotations
 
+import logging
 import time
+
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
@@ -100,6 +102,40 @@ class GroupReader:
         """Acknowledge processed entries."""
         if ids:
             await self.redis.xack(self.stream, self.group, *ids)
+
+
+class Unreadable:
+    """Entries a reader could not parse (a newer contract version, or garbage), left unacknowledged.
+
+    Acknowledging them would lose what they carry; leaving them pending keeps them for a reader that
+    can read them (after a rolling upgrade it claims them once they are ``claim_idle`` old). Until
+    then the service says why in ``/readyz`` and in one log line per entry. An entry not seen again
+    for ``forget_after`` seconds (another replica claimed and read it) no longer counts.
+    """
+
+    def __init__(self, kind: str, log: logging.Logger, forget_after: float) -> None:
+        self.kind = kind
+        self.log = log
+        self.forget_after = forget_after
+        self._seen: dict[bytes, tuple[str, float]] = {}  # entry id -> (reason, last seen, monotonic)
+
+    def note(self, entry_id: bytes, reason: str) -> None:
+        """Record an entry that cannot be read (logged the first time this process sees it)."""
+        if entry_id not in self._seen:
+            self.log.error(
+                f"{self.kind} cannot be read: left unacknowledged; what follows it waits",
+                extra={"entry": entry_id.decode(), "reason": reason},
+            )
+        self._seen[entry_id] = (reason, time.monotonic())
+
+    def problem(self) -> str | None:
+        """Why the service is not ready, or None."""
+        now = time.monotonic()
+        self._seen = {k: v for k, v in self._seen.items() if now - v[1] < self.forget_after}
+        if not self._seen:
+            return None
+        entry_id, (reason, _) = next(iter(self._seen.items()))
+        return f"{len(self._seen)} {self.kind}(s) cannot be read, e.g. {entry_id.decode()}: {reason}"
 
 
 async def trim_consumed(redis: Redis, stream: str) -> bytes | None:

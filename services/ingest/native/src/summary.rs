@@ -340,7 +340,8 @@ impl PartitionState {
 
     fn summary_json(&mut self, topic: &str, partition: i32, first_offset: i64, last_offset: i64, chained: bool) -> Vec<u8> {
         let mut out = Vec::with_capacity(256 + self.seconds.len() * 64 + self.regions.len() * 128 + self.touched.len() * 80);
-        out.extend_from_slice(b"{\"topic\":");
+        // "v": the contract version (smartgrid_common.contracts.SUMMARY_VERSION).
+        out.extend_from_slice(b"{\"v\":1,\"topic\":");
         push_str(&mut out, topic);
         out.extend_from_slice(b",\"partition\":");
         push_int(&mut out, partition as i64);

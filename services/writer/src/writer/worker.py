@@ -14,7 +14,7 @@ from smartgrid_common.influx import InfluxClient, InfluxUnavailable
 
 from writer.builders import Superseded, build_body
 from writer.settings import WriterSettings
-from smartgrid_common.streams import GroupReader, ensure_group, trim_consumed
+from smartgrid_common.streams import GroupReader, Unreadable, ensure_group, trim_consumed
 
 log = logging.getLogger("writer.worker")
 
@@ -45,6 +45,8 @@ class Writer:
             settings.block, settings.claim_idle,
         )
         self.stop = threading.Event()
+        # Rollups this release cannot read: never acknowledged, reported in /readyz.
+        self.unreadable = Unreadable("rollup", log, forget_after=3 * settings.claim_idle)
         self.failed_attempts = 0
         self.redis_ok = False
         self.schema_ok = False
@@ -53,6 +55,8 @@ class Writer:
         """Not ready while Redis is unreachable or InfluxDB keeps refusing (beyond max retries)."""
         if not self.redis_ok:
             return False, "redis unreachable"
+        if problem := self.unreadable.problem():
+            return False, problem
         if not self.schema_ok:
             return False, "influxdb schema not created yet"
         if self.failed_attempts > self.settings.influxdb_max_retries:
@@ -125,13 +129,17 @@ class Writer:
             return
         self.metrics.pending.set(len(entries))
         rollups: list[Rollup] = []
+        done: list[bytes] = []  # entries to acknowledge once written (not the unreadable ones)
         for entry_id, fields in entries:
-            if not fields or b"data" not in fields:
+            if not fields:
+                done.append(entry_id)  # trimmed away while pending: nothing left to write
                 continue
             try:
                 rollups.append(Rollup.from_json(fields[b"data"]))
-            except (ValueError, KeyError, TypeError):
-                log.error("unreadable rollup acknowledged and skipped", extra={"entry": entry_id.decode()})
+                done.append(entry_id)
+            except (ValueError, KeyError, TypeError) as error:
+                # Not acknowledged: it stays for a release that reads it (claimed after claim_idle).
+                self.unreadable.note(entry_id, str(error) or type(error).__name__)
         lines = build_body(rollups, await self.newest_seqs(rollups))
         size = self.settings.influxdb_batch_size
         for start in range(0, len(lines), size):
@@ -153,6 +161,6 @@ class Writer:
             self.failed_attempts = 0
         if self.settings.ack_delay:
             await asyncio.sleep(self.settings.ack_delay)
-        await self.reader.ack([entry_id for entry_id, _ in entries])
+        await self.reader.ack(done)
         self.metrics.rollups.inc(len(rollups))
         self.metrics.pending.set(0)

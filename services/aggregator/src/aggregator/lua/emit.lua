@@ -61,7 +61,8 @@ if status_dirty then
   redis.call('SET', P .. ':agg:status_seq', seq .. ' ' .. status_second)
 end
 
-local data = '{"seq":' .. seq .. ',"emitted_ms":' .. ARGV[6] .. ',"seconds":[' .. table.concat(second_rows, ',')
+-- "v": the contract version (smartgrid_common.contracts.ROLLUP_VERSION).
+local data = '{"v":1,"seq":' .. seq .. ',"emitted_ms":' .. ARGV[6] .. ',"seconds":[' .. table.concat(second_rows, ',')
   .. '],"regions":[' .. table.concat(region_rows, ',') .. '],"status_second":' .. status_second
   .. ',"status":' .. status_json .. '}'
 redis.call('XADD', ARGV[2], '*', 'data', data)
