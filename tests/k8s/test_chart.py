@@ -105,6 +105,23 @@ def test_influxdb_is_configured_with_tsi1_and_unlimited_values_per_tag(cluster: 
     assert 'CREATE RETENTION POLICY "aggregated_data"' in script
 
 
+def test_the_operator_has_no_kafka_credentials_of_its_own(cluster: Cluster):
+    rendered = cluster.helm(
+        "template", "x", str(CHART), "--show-only", "templates/operator-deployment.yaml"
+    ).stdout
+    container = yaml.safe_load(rendered)["spec"]["template"]["spec"]["containers"][0]
+    assert not [e["name"] for e in container.get("env", []) if e["name"].startswith("SMARTGRID_KAFKA_")]
+
+
+def test_the_removed_operator_kafka_values_fail_the_install_saying_what_replaced_them(cluster: Cluster):
+    result = cluster.helm(
+        "template", "x", str(CHART), "--set", "operator.kafka.credentialsSecret=operator-kafka", check=False
+    )
+    assert result.returncode != 0
+    assert "operator.kafka.* was removed" in result.stderr
+    assert "spec.kafka.security.credentialsSecret" in result.stderr
+
+
 # What the operator does, and a sample of what it must not be able to do.
 ALLOWED = [
     ("create", "statefulsets.apps"),
@@ -121,10 +138,14 @@ ALLOWED = [
     ("patch", "smartgridconsumers.smartgrid.io/status"),
     ("create", "events"),
     ("update", "smartgridconsumers.smartgrid.io/finalizers"),
+    # The SASL Secret a consumer names, read by name for the Kafka checks.
+    ("get", "secrets"),
 ]
 DENIED = [
-    ("get", "secrets"),
     ("list", "secrets"),
+    ("watch", "secrets"),
+    ("create", "secrets"),
+    ("patch", "secrets"),
     ("create", "pods"),
     ("delete", "pods"),
     ("create", "pods/exec"),

@@ -176,7 +176,7 @@ def _secret_env(env_name: str, secret: Mapping[str, Any] | None, key_field: str)
 
 
 def secret_env(spec: Spec) -> list[dict[str, Any]]:
-    """Credentials, each read by the pod from its Secret (the operator never reads them)."""
+    """Credentials, each read by the pod from its Secret (never copied into a manifest)."""
     kafka_secret = spec["kafka"]["security"].get("credentialsSecret")
     influx_secret = spec["influxdb"].get("credentialsSecret")
     redis_secret = spec["redis"].get("credentialsSecret")

@@ -143,7 +143,9 @@ def _apply_owned(manifests: list[dict[str, Any]], owner_uid: str) -> tuple[dict[
     return applied, foreign
 
 
-def _delete_disabled(spec: kopf.Spec, namespace: str, name: str, owner_uid: str, logger: logging.Logger) -> None:
+def _delete_disabled(
+    spec: builders.Spec, namespace: str, name: str, owner_uid: str, logger: logging.Logger
+) -> None:
     """Delete the Deployment and Service of switched-off components, when they are ours."""
     for component in builders.stale_components(spec):
         object_name = builders.component_name(name, component)
