@@ -105,6 +105,16 @@ def test_influxdb_is_configured_with_tsi1_and_unlimited_values_per_tag(cluster: 
     assert 'CREATE RETENTION POLICY "aggregated_data"' in script
 
 
+def test_the_demo_redis_keeps_its_keys_durable_and_never_evicts_them(cluster: Cluster):
+    rendered = cluster.helm(
+        "template", "demo", str(CHART), "-f", str(CHART / "ci/demo-values.yaml"), "--show-only", "templates/redis.yaml"
+    ).stdout
+    docs = {d["kind"]: d for d in yaml.safe_load_all(rendered) if d}
+    args = docs["Deployment"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    options = dict(zip(args[::2], args[1::2], strict=False))
+    assert options["--appendonly"] == "yes" and options["--maxmemory-policy"] == "noeviction", args
+
+
 def test_the_operator_has_no_kafka_credentials_of_its_own(cluster: Cluster):
     rendered = cluster.helm(
         "template", "x", str(CHART), "--show-only", "templates/operator-deployment.yaml"
