@@ -16,12 +16,12 @@ from pathlib import Path
 
 import orjson
 
-# Plain-text lines that start a problem (each one is reported with the lines that follow it).
-_TEXT_PROBLEMS = re.compile(
-    r"Traceback \(most recent call last\)"  # an uncaught exception (process or thread)
-    r"|^Exception in thread "  # threading's excepthook header
-    r"|^Process .*:$"  # multiprocessing's header of an uncaught exception in a process
-    r"|panicked at"  # Rust
+# Plain-text lines that are (or start) a problem. A traceback's header ("Process ...:",
+# "Exception in thread ...") and chained tracebacks join the traceback they belong to; every
+# other match is a problem of its own.
+_TRACEBACK = re.compile(r"^Traceback \(most recent call last\)|^Exception in thread |^Process .*:$")
+_OTHER_PROBLEMS = re.compile(
+    r"panicked at"  # Rust
     r"|^Fatal Python error"
     r"|^%[0-3]\|"  # librdkafka's own log lines at levels emerg..err
 )
@@ -47,23 +47,22 @@ def log_problems(path: Path, start: int = 0) -> list[Problem]:
         handle.seek(start)
         lines = handle.read().decode(errors="replace").splitlines()
     problems: list[Problem] = []
-    current: Problem | None = None
+    current: Problem | None = None  # the plain-text problem that following lines belong to
+    in_traceback = False
     for number, line in enumerate(lines, 1):
         entry = _json(line)
         if entry is not None:
             current = None
             if str(entry.get("level", "")).lower() in _ERROR_LEVELS or "exc" in entry:
                 problems.append(Problem(path, number, line))
-            continue
-        if _TEXT_PROBLEMS.search(line):
-            if current is None:  # a header and its traceback are one problem
-                current = Problem(path, number, line)
-                problems.append(current)
-            else:
-                current.text += "\n" + line
+        elif _TRACEBACK.search(line) and current is not None and in_traceback:
+            current.text += "\n" + line
+        elif _TRACEBACK.search(line) or _OTHER_PROBLEMS.search(line):
+            current, in_traceback = Problem(path, number, line), bool(_TRACEBACK.search(line))
+            problems.append(current)
         elif current is not None:
-            # The traceback's frames and exception line, chained tracebacks after a blank line:
-            # a problem runs on to the next JSON line.
+            # A traceback's frames and exception line (and the "During handling..." between
+            # chained ones): a plain-text problem runs on to the next JSON line or problem.
             current.text += "\n" + line
     return problems
 
