@@ -115,7 +115,10 @@ def build_config_data(spec: Spec) -> dict[str, str]:
         "KAFKA_BATCH_TIMEOUT": ingest["batchTimeout"],
         "PROCESSOR_WORKER_COUNT": str(ingest["workerCount"]),
         "PROCESSOR_QUEUE_SIZE": str(ingest["queueSize"]),
-        "PROCESSOR_ENABLE_AGGREGATIONS": str(ingest["enableAggregations"]).lower(),
+        # Nothing is published that nobody reads: no aggregator, no summaries; no writer, no
+        # rollups (the Redis streams would otherwise grow up to their MAXLEN backstop).
+        "PROCESSOR_ENABLE_AGGREGATIONS": str(ingest["enableAggregations"] and spec["aggregator"]["enabled"]).lower(),
+        "SMARTGRID_EMIT_ROLLUPS": str(spec["writer"]["enabled"]).lower(),
         "SMARTGRID_SHUTDOWN_TIMEOUT": ingest["shutdownTimeout"],
         "INFLUXDB_URL": influx["url"],
         "INFLUXDB_DATABASE": influx["database"],

@@ -125,6 +125,17 @@ def test_configmap_keeps_the_original_variable_names():
     assert not any("PASSWORD" in key for key in data)
 
 
+@pytest.mark.parametrize(
+    ("aggregator", "writer", "summaries", "rollups"),
+    [(True, True, "true", "true"), (False, True, "false", "true"), (True, False, "true", "false"), (False, False, "false", "false")],
+)
+def test_nothing_is_published_to_redis_that_no_component_reads(aggregator, writer, summaries, rollups):
+    spec = defaulted_spec(aggregator={"enabled": aggregator}, writer={"enabled": writer})
+    data = builders.build_configmap("g", "n", spec)["data"]
+    assert data["PROCESSOR_ENABLE_AGGREGATIONS"] == summaries
+    assert data["SMARTGRID_EMIT_ROLLUPS"] == rollups
+
+
 def test_credentials_come_from_secret_key_refs_never_from_the_configmap():
     spec = defaulted_spec(
         kafka={

@@ -33,6 +33,8 @@ class AggregatorSettings(ServiceSettings, RedisSettings, EventTimeSettings):
     region_retention: Duration = env("SMARTGRID_REGION_RETENTION", 3600.0, gt=0)
     # Changed buckets are emitted to the rollups stream at most once per this interval.
     emit_interval: Duration = env("SMARTGRID_EMIT_INTERVAL", 1.0, gt=0)
+    # Emit rollups for the writer (off when no writer runs: the rollups stream would only grow).
+    emit_rollups: bool = env("SMARTGRID_EMIT_ROLLUPS", True)
     # Buckets (seconds) per rollup message.
     emit_chunk: int = env("SMARTGRID_EMIT_CHUNK", 200, gt=0)
     # Interval between two pushes of the dashboard's Server-Sent Events stream.

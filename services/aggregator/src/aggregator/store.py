@@ -48,12 +48,17 @@ class LiveStore:
         reply = await self._fold(args=fold_args(self.prefix, self.config, [summaries], time.time()))
         return Outcome(int(reply[0])) is Outcome.APPLIED
 
-    async def emit(self, owner: str, lock_ms: int, chunk: int) -> tuple[int, int]:
-        """Emit one rollup of dirty buckets; returns (seq or 0 = nothing / -1 = not our turn, left)."""
+    async def emit(self, owner: str, lock_ms: int, chunk: int, max_entries: int) -> tuple[int, int]:
+        """Emit one rollup of dirty buckets (the stream capped near ``max_entries``); returns
+        (seq or 0 = nothing / -1 = not our turn, dirty seconds left)."""
         reply = await self._emit(
-            args=[self.prefix, rollup_stream(self.prefix), owner, lock_ms, chunk, int(time.time() * 1000)]
+            args=[self.prefix, rollup_stream(self.prefix), owner, lock_ms, chunk, int(time.time() * 1000), max_entries]
         )
         return int(reply[0]), int(reply[1])
+
+    async def discard_changes(self) -> None:
+        """Forget which buckets changed (no writer reads rollups: nothing is emitted)."""
+        await self.redis.delete(self.keys.dirty, self.keys.dirty_status)
 
     async def latest_second(self) -> int | None:
         """Newest event second folded so far."""

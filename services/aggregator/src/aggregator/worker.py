@@ -181,12 +181,16 @@ class Aggregator:
         next_trim = time.monotonic() + 10
         while not self.stopping.is_set():
             try:
-                while True:
-                    seq, left = await self.store.emit(self.settings.consumer, lock_ms, self.settings.emit_chunk)
+                while self.settings.emit_rollups:
+                    seq, left = await self.store.emit(
+                        self.settings.consumer, lock_ms, self.settings.emit_chunk, self.settings.stream_max_entries
+                    )
                     if seq > 0:
                         self.metrics.rollups.inc()
                     if seq <= 0 or left == 0:
                         break
+                if not self.settings.emit_rollups:
+                    await self.store.discard_changes()
                 if time.monotonic() >= next_trim:
                     await trim_consumed(self.redis, self.stream)
                     next_trim = time.monotonic() + 10

@@ -100,6 +100,10 @@ class RedisSettings(BaseSettings):
     redis_password: SecretStr = env("SMARTGRID_REDIS_PASSWORD", SecretStr(""))
     # Prefix of every Redis key the product uses (lets several pipelines share one Redis).
     redis_prefix: str = env("SMARTGRID_REDIS_PREFIX", "smartgrid", min_length=1)
+    # Backstop length of each stream (XADD MAXLEN ~): entries are trimmed once every consumer group
+    # acknowledged them; this bounds a stream that no consumer reads (about 2 h of summaries from
+    # 32 partitions at the default interval).
+    stream_max_entries: int = env("SMARTGRID_STREAM_MAX_ENTRIES", 1_000_000, gt=0)
 
 
 class EventTimeSettings(BaseSettings):

@@ -46,18 +46,18 @@ from .stats import WorkerStats
 
 log = logging.getLogger(__name__)
 
-# ARGV: stream, n, then n x (published key, expected, new published, summary, state key,
-# checkpoint offset, snapshot). '' as expected: the key must not exist yet; as new published: no
+# ARGV: stream, its MAXLEN backstop, n, then n x (published key, expected, new published, summary,
+# state key, checkpoint offset, snapshot). '' as expected: the key must not exist yet; as new published: no
 # summary; as checkpoint offset: no checkpoint. Returns the 1-based entries that were fenced.
 PUBLISH = """
 local fenced = {}
-local i = 3
-for k = 1, tonumber(ARGV[2]) do
+local i = 4
+for k = 1, tonumber(ARGV[3]) do
   if (redis.call('GET', ARGV[i]) or '') ~= ARGV[i + 1] then
     fenced[#fenced + 1] = k
   else
     if ARGV[i + 2] ~= '' then
-      redis.call('XADD', ARGV[1], '*', 'data', ARGV[i + 3])
+      redis.call('XADD', ARGV[1], 'MAXLEN', '~', ARGV[2], '*', 'data', ARGV[i + 3])
       redis.call('SET', ARGV[i], ARGV[i + 2])
     end
     if ARGV[i + 5] ~= '' then
@@ -357,7 +357,7 @@ class LivePath(threading.Thread):
         if summaries or snapshots:
             data = dict(summaries)
             order = sorted(data.keys() | snapshots.keys())
-            args: list = [summary_stream(self.prefix), len(order)]
+            args: list = [summary_stream(self.prefix), self.settings.stream_max_entries, len(order)]
             for partition in order:
                 offset, snapshot = snapshots.get(partition, ("", b""))
                 args += [

@@ -2,7 +2,8 @@
 -- rollup message, and clears those marks, atomically: a crash can neither lose a change nor
 -- leave a mark for something already emitted. The JSON is built by hand from Redis' own decimal
 -- strings so no precision is lost (cjson prints 14 digits); it matches contracts.Rollup.
--- ARGV: prefix, rollup stream, lock owner, lock ms, max seconds per message, now ms.
+-- ARGV: prefix, rollup stream, lock owner, lock ms, max seconds per message, now ms, the stream's
+-- MAXLEN backstop.
 -- Returns {seq, dirty seconds left} or {-1, 0} when another replica emitted this interval.
 local P = ARGV[1]
 local lock_key = P .. ':agg:emit_lock'
@@ -65,5 +66,5 @@ end
 local data = '{"v":1,"seq":' .. seq .. ',"emitted_ms":' .. ARGV[6] .. ',"seconds":[' .. table.concat(second_rows, ',')
   .. '],"regions":[' .. table.concat(region_rows, ',') .. '],"status_second":' .. status_second
   .. ',"status":' .. status_json .. '}'
-redis.call('XADD', ARGV[2], '*', 'data', data)
+redis.call('XADD', ARGV[2], 'MAXLEN', '~', ARGV[7], '*', 'data', data)
 return {seq, redis.call('SCARD', dirty_key)}
