@@ -61,9 +61,11 @@ class LiveStore:
         await self.redis.delete(self.keys.dirty, self.keys.dirty_status)
 
     async def latest_second(self) -> int | None:
-        """Newest event second folded so far."""
+        """Newest event second folded so far: the dashboard's "now", never beyond the wall clock
+        plus the allowed clock skew (the fold keeps it there; this also covers a value left by a
+        release without that bound)."""
         value = await self.redis.get(self.keys.latest)
-        return None if value is None else int(value)
+        return None if value is None else min(int(value), int(time.time()) + self.config.max_clock_skew)
 
     async def seconds(self, first: int, last: int) -> list[Hash]:
         """Per-second totals (sum, count, min, max) of ``first..last`` (empty dicts where nothing
