@@ -59,6 +59,7 @@ def build_app(settings: AggregatorSettings, run_worker: bool = True, view_ttl: f
         live_ttl=int(settings.live_retention),
         region_ttl=int(max(settings.region_retention, settings.late_window)),
         late_ttl=max(1, int(settings.late_window)),
+        max_clock_skew=int(settings.max_clock_skew),
     )
     store = LiveStore(redis, settings.redis_prefix, config)
     registry = CollectorRegistry()
@@ -146,7 +147,7 @@ def build_app(settings: AggregatorSettings, run_worker: bool = True, view_ttl: f
 
     @app.get("/api/meters", tags=["dashboard"], response_model=dict[str, Any])
     async def api_meters(
-        status: str | None = Query(None, description="Only meters in this status (fault, offline, ...)"),
+        status: str | None = Query(None, description="Only meters in this status (fault, offline, clock_skew, ...)"),
         region: str | None = Query(None, description="Only meters in this region"),
         page: int = Query(1, ge=1),
         page_size: int = Query(50, ge=1, le=500),
