@@ -240,3 +240,32 @@ def test_influxdb_down_for_20s_the_writer_catches_up(redis, names, tmp_path):
         raise
     finally:
         pipeline.stop()
+
+
+@pytest.mark.expected_log_errors(r"rollup cannot be read")
+def test_a_rollup_of_a_newer_contract_version_is_never_acknowledged(redis, names, tmp_path):
+    """Written by a newer aggregator mid rolling upgrade: kept pending for a writer that reads it,
+    /readyz says why, and the rollups around it are written."""
+    import orjson
+    from smartgrid_common.contracts import Rollup, SecondRollup, rollup_stream
+
+    prefix, database = names
+    older = Rollup(1, 0, [SecondRollup(START, 1.0, 1, 1.0, 1.0)])
+    newer = orjson.loads(Rollup(2, 0, [SecondRollup(START + 1, 2.0, 1, 2.0, 2.0)]).to_json()) | {"v": 99}
+    later = Rollup(3, 0, [SecondRollup(START + 2, 3.0, 1, 3.0, 3.0)])
+    stream = rollup_stream(prefix)
+    for data in (older.to_json(), orjson.dumps(newer), later.to_json()):
+        redis.xadd(stream, {"data": data})
+    pipeline = Pipeline(prefix, database, tmp_path)
+    try:
+        pipeline.start_writer("w1")
+        wait_until(lambda: len(influx_state(database)["seconds"]) == 2, 60, what="the readable rollups written")
+        assert set(influx_state(database)["seconds"]) == {START, START + 2}
+        assert redis.xpending(stream, "writer")["pending"] == 1
+        response = httpx.get(f"http://127.0.0.1:{pipeline.writer_port}/readyz", timeout=5)
+        assert response.status_code == 503 and "rollup contract version 99" in response.text
+    except AssertionError:
+        pipeline.dump_logs()
+        raise
+    finally:
+        pipeline.stop()
