@@ -1,6 +1,7 @@
 """Ingest's stop and crash paths against the real stack: a SIGTERM runs every step of every
 worker's stop path without an error, workers never outlive a main process killed with -9, and a
-worker that keeps crashing is restarted less and less often."""
+worker that keeps crashing is restarted less and less often, and a stop while InfluxDB is down
+ends within the pod's grace period."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import psutil
 import pytest
 from simulator import generate_labelled, produce
 
-from ingest_harness import BROKERS, wait_until
+from smartgrid_operator.builders import ingest_termination_grace_seconds
+
+from ingest_harness import BROKERS, stack_command, wait_until
 from service_logs import log_problems
 
 pytestmark = pytest.mark.integration
@@ -81,3 +84,24 @@ def test_a_worker_that_keeps_crashing_is_restarted_with_growing_delays(names, in
 
 def restarts(service) -> list[dict]:
     return [entry for entry in log_entries(service.log.read_text()) if entry["msg"] == "worker exited, restarting it after a delay"]
+
+
+def test_sigterm_while_influxdb_is_down_ends_within_the_pods_grace_period(names, ingest):
+    service = ingest(SMARTGRID_SHUTDOWN_TIMEOUT="3s", INFLUXDB_RETRY_INTERVAL="200ms", SMARTGRID_INFLUXDB_TIMEOUT="2s")
+    service.wait_ready()
+    stack_command("stop-server", "influxdb")
+    try:
+        produce(records(20_000, meters=2_000), BROKERS, names.topic)
+        wait_until(lambda: service.totals().get("influx_retries", 0) > 0, 60, "writes retrying while InfluxDB is down")
+        started = time.monotonic()
+        assert service.terminate() == 0
+        elapsed = time.monotonic() - started
+    finally:
+        stack_command("start-server", "influxdb")
+    print(f"SIGTERM to exit with InfluxDB down: {elapsed:.1f}s (SMARTGRID_SHUTDOWN_TIMEOUT=3s)")
+    # What the operator sets as terminationGracePeriodSeconds for this timeout.
+    assert elapsed < ingest_termination_grace_seconds("3s"), f"the drain took {elapsed:.1f}s"
+    text = service.log.read_text()
+    assert "workers still running after the shutdown timeout: hard stop" in text
+    assert "stopped with uncommitted records; they will be replayed" in text
+    assert len([entry for entry in log_entries(text) if entry["msg"] == "worker stopped"]) == 1
