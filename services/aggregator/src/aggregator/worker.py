@@ -8,6 +8,7 @@ import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from redis.asyncio import Redis
+from smartgrid_common.backoff import REDIS_MAX_DELAY, Backoff, redis_backoff
 from smartgrid_common.contracts import Summary, summary_stream
 
 from aggregator.fold import Outcome, source_of
@@ -78,23 +79,23 @@ class Aggregator:
         return True, "folding"
 
     async def run_fold(self) -> None:
-        """Fold loop; survives Redis outages by retrying with backoff."""
-        delay = 0.2
+        """Fold loop; survives Redis outages by retrying with backoff (200 ms doubling to 10 s)."""
+        backoff = redis_backoff()
         while not self.stopping.is_set():
             try:
                 await ensure_group(self.redis, self.stream, self.settings.group)
                 self.redis_ok = True
                 while not self.stopping.is_set():
                     await self.round()
-                    delay = 0.2
+                    backoff.reset()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 self.redis_ok = False
                 self.metrics.errors.inc()
-                log.exception("fold round failed; retrying", extra={"retry_in_s": delay})
+                delay = backoff.next()
+                log.exception("fold round failed; retrying", extra={"retry_in_s": delay, "attempt": backoff.attempts})
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
 
     async def round(self) -> None:
         """Read one batch, fold it (and anything waiting), acknowledge what is settled."""
@@ -179,6 +180,10 @@ class Aggregator:
         """Every emit interval, flush the dirty buckets to the rollups stream."""
         lock_ms = max(1, int(self.settings.emit_interval * 1000) - 50)
         next_trim = time.monotonic() + 10
+        # A failed emit is retried after one interval, then backs off as every Redis retry does
+        # (doubling to 10 s), so an outage does not log a traceback every interval.
+        interval = self.settings.emit_interval
+        backoff = Backoff(interval, max(interval, REDIS_MAX_DELAY))
         while not self.stopping.is_set():
             try:
                 while self.settings.emit_rollups:
@@ -194,9 +199,13 @@ class Aggregator:
                 if time.monotonic() >= next_trim:
                     await trim_consumed(self.redis, self.stream)
                     next_trim = time.monotonic() + 10
+                backoff.reset()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 self.metrics.errors.inc()
-                log.exception("emit failed; retrying next interval")
-            await asyncio.sleep(self.settings.emit_interval)
+                delay = backoff.next()
+                log.exception("emit failed; retrying", extra={"retry_in_s": delay, "attempt": backoff.attempts})
+                await asyncio.sleep(delay)
+                continue
+            await asyncio.sleep(interval)

@@ -18,12 +18,11 @@ from dataclasses import dataclass
 
 import httpx
 
+from .backoff import influx_backoff
 from .contracts import AGGREGATE_RETENTION, RAW_RETENTION
 from .settings import InfluxSettings
 
 log = logging.getLogger(__name__)
-
-MAX_BACKOFF_SECONDS = 30.0
 
 
 class InfluxUnavailable(Exception):
@@ -163,20 +162,22 @@ class InfluxClient:
         ``on_retry(attempt, error)`` is called before each wait (callers count retries and turn
         not-ready after ``INFLUXDB_MAX_RETRIES``).
         """
-        delay = self.settings.influxdb_retry_interval or 0.1
-        attempt = 0
+        backoff = influx_backoff(self.settings)  # one per call: concurrent writes back off apart
         while True:
             try:
                 return self.write(body, retention_policy, precision)
             except InfluxUnavailable as error:
-                attempt += 1
+                delay = backoff.next()
+                attempt = backoff.attempts
                 if on_retry:
                     on_retry(attempt, error)
                 if attempt == 1 or attempt % 10 == 0:
-                    log.warning("influxdb write failed, retrying", extra={"attempt": attempt, "error": str(error)})
+                    log.warning(
+                        "influxdb write failed, retrying",
+                        extra={"attempt": attempt, "error": str(error), "retry_in_s": delay},
+                    )
                 if stop.wait(delay):
                     return None
-                delay = min(delay * 2, MAX_BACKOFF_SECONDS)
 
 
 def _reason(response: httpx.Response) -> str:

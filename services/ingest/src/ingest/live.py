@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 
 import redis
 from confluent_kafka import OFFSET_BEGINNING
+from smartgrid_common.backoff import redis_backoff
 from smartgrid_common.contracts import summary_stream
 
 from . import records
@@ -381,7 +382,7 @@ class LivePath(threading.Thread):
     def _redis_retry(self, action):
         """Run a Redis action until it succeeds (backoff to 10 s); after INFLUXDB_MAX_RETRIES
         failures the worker reports not-ready. Only a hard stop ends the retries."""
-        delay = 0.2
+        backoff = redis_backoff()  # 200 ms doubling to 10 s; a success ends the call (the reset)
         while True:
             try:
                 result = action()
@@ -396,9 +397,8 @@ class LivePath(threading.Thread):
                     self.stats.ready, self.stats.reason = False, f"Redis unavailable: {error}"
                 if self.redis_failures == 1 or self.redis_failures % 10 == 0:
                     log.warning("redis unavailable, retrying", extra={"error": str(error)})
-                if self._hard_stop.wait(delay):
+                if self._hard_stop.wait(backoff.next()):
                     raise
-                delay = min(delay * 2, 10.0)
 
     def _update_lag(self) -> None:
         for partition in self._assigned:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 
 from confluent_kafka import Consumer
+from smartgrid_common.backoff import Backoff, influx_backoff
 from smartgrid_common.influx import InfluxClient, InfluxUnavailable
 from smartgrid_common.logs import setup_logging
 from smartgrid_common.settings import load_settings
@@ -45,20 +46,19 @@ class RestartBackoff:
     A worker that crashes at start-up (a bad setting, a dependency that refuses it) is restarted
     after ``first`` seconds, then twice as long each time up to ``maximum``; one that ran for
     ``healthy_after`` seconds before it crashed starts again from ``first``. Pure: the caller says
-    how long the worker ran, so the policy is tested without processes.
+    how long the worker ran, so the policy is tested without processes. The delays are the shared
+    :class:`~smartgrid_common.backoff.Backoff`; a run that long counts as its success (the reset).
     """
 
     def __init__(self, first: float = 1.0, factor: float = 2.0, maximum: float = 60.0, healthy_after: float = 60.0) -> None:
-        self.first, self.factor, self.maximum, self.healthy_after = first, factor, maximum, healthy_after
-        self.failures = 0
+        self.backoff = Backoff(first, maximum, factor)
+        self.healthy_after = healthy_after
 
     def delay(self, ran_for: float) -> float:
         """Seconds to wait before the next start, after a run of ``ran_for`` seconds that crashed."""
         if ran_for >= self.healthy_after:
-            self.failures = 0
-        delay = min(self.maximum, self.first * self.factor**self.failures)
-        self.failures += 1
-        return delay
+            self.backoff.reset()
+        return self.backoff.next()
 
 
 def plan_partitions(settings: IngestSettings, partition_count: int | None) -> list[int]:
@@ -254,6 +254,7 @@ class Supervisor:
 
     def _ensure_schema(self) -> None:
         client = InfluxClient(self.settings)
+        backoff = influx_backoff(self.settings)  # INFLUXDB_RETRY_INTERVAL doubling to 30 s
         try:
             while not self._stopping.is_set():
                 try:
@@ -262,8 +263,9 @@ class Supervisor:
                     return
                 except InfluxUnavailable as error:
                     self.state = f"InfluxDB not ready: {error}"
-                    log.warning("influxdb schema not ready, retrying", extra={"error": str(error)})
-                    self._stopping.wait(2.0)
+                    delay = backoff.next()
+                    log.warning("influxdb schema not ready, retrying", extra={"error": str(error), "retry_in_s": delay})
+                    self._stopping.wait(delay)
         finally:
             client.close()
 

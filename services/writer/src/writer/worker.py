@@ -9,6 +9,7 @@ import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from redis.asyncio import Redis
+from smartgrid_common.backoff import influx_backoff, redis_backoff
 from smartgrid_common.contracts import Rollup, rollup_seq_keys, rollup_status_seq_key, rollup_stream
 from smartgrid_common.influx import InfluxClient, InfluxUnavailable
 
@@ -52,14 +53,15 @@ class Writer:
         self.schema_ok = False
 
     def ready(self) -> tuple[bool, str]:
-        """Not ready while Redis is unreachable or InfluxDB keeps refusing (beyond max retries)."""
+        """Not ready while Redis is unreachable or InfluxDB keeps refusing (INFLUXDB_MAX_RETRIES)."""
         if not self.redis_ok:
             return False, "redis unreachable"
         if problem := self.unreadable.problem():
             return False, problem
         if not self.schema_ok:
             return False, "influxdb schema not created yet"
-        if self.failed_attempts > self.settings.influxdb_max_retries:
+        # As in the ingest: INFLUXDB_MAX_RETRIES failed attempts in a row make it not ready.
+        if self.failed_attempts and self.failed_attempts >= self.settings.influxdb_max_retries:
             return False, f"influxdb write failing ({self.failed_attempts} attempts)"
         return True, "writing"
 
@@ -69,16 +71,16 @@ class Writer:
 
     async def run(self) -> None:
         """Create the schema, then write rollups until stopped; Redis outages are retried."""
-        delay = 0.2
+        schema_backoff = influx_backoff(self.settings)  # INFLUXDB_RETRY_INTERVAL doubling to 30 s
         while not self.stop.is_set() and not self.schema_ok:
             try:
                 await asyncio.to_thread(self.influx.ensure_schema)
                 self.schema_ok = True
             except InfluxUnavailable as error:
-                log.warning("influxdb schema not ready; retrying", extra={"error": str(error)})
+                delay = schema_backoff.next()
+                log.warning("influxdb schema not ready; retrying", extra={"error": str(error), "retry_in_s": delay})
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
-        delay = 0.2
+        backoff = redis_backoff()  # 200 ms doubling to 10 s
         next_trim = time.monotonic() + 10
         while not self.stop.is_set():
             try:
@@ -89,14 +91,14 @@ class Writer:
                     if time.monotonic() >= next_trim:
                         await trim_consumed(self.redis, self.stream)
                         next_trim = time.monotonic() + 10
-                    delay = 0.2
+                    backoff.reset()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 self.redis_ok = False
-                log.exception("writer round failed; retrying", extra={"retry_in_s": delay})
+                delay = backoff.next()
+                log.exception("writer round failed; retrying", extra={"retry_in_s": delay, "attempt": backoff.attempts})
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
 
     async def newest_seqs(self, rollups: list[Rollup]) -> Superseded:
         """The newest emission seq Redis holds for every bucket in ``rollups``."""
