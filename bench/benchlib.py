@@ -1,0 +1,132 @@
+"""Shared by the benchmarks that measure whole processes: the stack's servers, CPU per process group.
+
+- :func:`listener` finds the process that listens on a port (the local stack's Kafka broker JVM,
+  influxd and redis-server: the machine may run other stacks, so a name is not enough);
+- :class:`CpuAccount` reads user + system CPU seconds of named process groups from /proc
+  (psutil), each group a list of root processes and, optionally, their descendants; it samples in
+  the background so that a process that exits (a restarted worker) keeps the CPU it used;
+- :func:`box_busy_seconds` is the whole machine's busy CPU time, to show what else ran;
+- :func:`start_simulator` runs the meter simulator as a process of its own (the load generator,
+  whose CPU is then counted apart from the system under test).
+
+Service start-up, topics and clean-up come from ``tests/integration/ingest_harness.py``,
+``aggregator.testing`` and ``bench_ingest.py``; this module holds only what they lack.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from urllib.parse import urlparse
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def listener(port: int) -> psutil.Process | None:
+    """The process listening on TCP ``port`` on this machine, or None."""
+    for connection in psutil.net_connections(kind="tcp"):
+        if connection.status == psutil.CONN_LISTEN and connection.laddr and connection.laddr.port == port and connection.pid:
+            return psutil.Process(connection.pid)
+    return None
+
+
+def stack_servers(brokers: str, influxdb: str, redis: str) -> dict[str, psutil.Process]:
+    """The local stack's server processes, by role: ``kafka broker (JVM)``, ``influxd``, ``redis-server``.
+
+    Found by the port of each endpoint (first broker of ``brokers``); raises when one is missing.
+    """
+    ports = {
+        "kafka broker (JVM)": int(brokers.split(",")[0].rsplit(":", 1)[1]),
+        "influxd": urlparse(influxdb).port or 8086,
+        "redis-server": urlparse(redis).port or 6379,
+    }
+    found = {}
+    for role, port in ports.items():
+        process = listener(port)
+        if process is None:
+            raise RuntimeError(f"nothing listens on port {port} ({role}): is the stack up? (scripts/stack up)")
+        found[role] = process
+    return found
+
+
+def _cpu(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system
+
+
+class CpuAccount(threading.Thread):
+    """CPU seconds (user + system) of named groups of processes, sampled every ``interval`` s.
+
+    ``groups`` maps a name to a callable returning the group's root processes (re-evaluated at each
+    sample, so a process started later is picked up) and whether their descendants count too.
+    Each process is keyed by (pid, create time) and keeps the last CPU time it was seen with, so
+    a process that exits between samples loses at most one interval of CPU.
+    """
+
+    def __init__(self, groups: dict[str, tuple[Callable[[], Iterable[psutil.Process]], bool]], interval: float = 0.5) -> None:
+        super().__init__(daemon=True, name="cpu-account")
+        self.groups = groups
+        self.interval = interval
+        self.seen: dict[str, dict[tuple[int, float], float]] = {name: {} for name in groups}
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+
+    def sample(self) -> None:
+        for name, (roots, descendants) in self.groups.items():
+            for root in list(roots()):
+                try:
+                    members = [root, *root.children(recursive=True)] if descendants else [root]
+                except psutil.NoSuchProcess:
+                    continue
+                for process in members:
+                    try:
+                        key = (process.pid, process.create_time())
+                        value = _cpu(process)
+                    except psutil.Error:
+                        continue
+                    with self.lock:
+                        self.seen[name][key] = value
+
+    def run(self) -> None:
+        while not self.stop.wait(self.interval):
+            self.sample()
+
+    def snapshot(self) -> dict[str, float]:
+        """CPU seconds of each group so far (a fresh sample first)."""
+        self.sample()
+        with self.lock:
+            return {name: sum(values.values()) for name, values in self.seen.items()}
+
+    def processes(self, name: str) -> int:
+        """How many distinct processes of group ``name`` were seen."""
+        with self.lock:
+            return len(self.seen[name])
+
+    def close(self) -> None:
+        self.stop.set()
+        if self.is_alive():
+            self.join(5)
+
+
+def box_busy_seconds() -> float:
+    """CPU seconds the whole machine spent busy so far (every CPU, every process; not idle or iowait)."""
+    times = psutil.cpu_times()
+    return sum(getattr(times, field, 0.0) for field in ("user", "nice", "system", "irq", "softirq", "steal"))
+
+
+def start_simulator(brokers: str, topic: str, rate: float, meters: int, duration_s: float, log: Path,
+                    seed: int = 0) -> subprocess.Popen:
+    """``python -m simulator`` producing to ``topic`` at ``rate`` readings/s (0: flat out) for
+    ``duration_s`` s, event time = now, RFC 3339 timestamps; output to ``log``."""
+    handle = log.open("ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "simulator", "--brokers", brokers, "--topic", topic, "--rate", str(rate),
+         "--meters", str(meters), "--duration", f"{duration_s:.0f}s", "--seed", str(seed)],
+        cwd=ROOT, env={**os.environ, "SMARTGRID_LOG_LEVEL": "WARNING"}, stdout=handle, stderr=subprocess.STDOUT,
+    )
