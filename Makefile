@@ -47,4 +47,7 @@ bench-live-consumer: ## The live path's read-and-fold: native consumer vs conflu
 bench-aggregations: ## Aggregations in one run: fold rate, ingest cost on vs off, freshness at 50k readings/s
 	$(UV) run --no-sync python bench/bench_aggregations.py $(ARGS)
 
-.PHONY: help install stack-up stack-down run unit test bench-ingest bench-aggregator bench-freshness bench-live-consumer bench-aggregations
+bench-dashboard: ## Dashboard under 200 API clients + 50 SSE streams: response times, fold rate with vs without them
+	$(UV) run --no-sync python bench/bench_dashboard.py $(ARGS)
+
+.PHONY: help install stack-up stack-down run unit test bench-ingest bench-aggregator bench-freshness bench-live-consumer bench-aggregations bench-dashboard

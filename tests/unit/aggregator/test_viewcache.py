@@ -64,6 +64,20 @@ def test_a_view_is_computed_once_per_interval_and_again_after_it():
     assert seen == [1] * 6 + [2] * 6 + [3] * 6 + [4] * 2
 
 
+def test_a_view_given_a_longer_ttl_is_kept_for_it():
+    async def scenario():
+        clock = Clock()
+        cache = ViewCache(0.25, clock=clock)
+        compute = Computation(delay=0)
+        seen = []
+        for _ in range(4):  # 0, 0.4, 0.8, 1.2 s
+            seen.append(await cache.get(("trend",), compute, ttl=1.0))
+            clock.now += 0.4
+        return seen
+
+    assert asyncio.run(scenario()) == [1, 1, 1, 2]
+
+
 def test_views_with_different_parameters_are_computed_apart():
     async def scenario():
         cache = ViewCache(1.0, clock=Clock())

@@ -38,7 +38,9 @@ TREND_MINUTES = 24 * 60
 SSE_WINDOW_S = 60
 # Views are recomputed at most this many times per SSE interval (default: every 250 ms, the
 # ingest's summary interval, so new data is no later than it arrives anyway): API pollers see at
-# most a quarter interval of extra delay, and 200 clients cost what one does.
+# most a quarter interval of extra delay, and 200 clients cost what one does. The long views (live
+# windows beyond SSE_WINDOW_S, the 24-hour trend) cost up to 60 times more to compute, and no one
+# reads an hour-long chart to the quarter second: those are recomputed once per interval.
 VIEW_REFRESHES_PER_INTERVAL = 4
 
 
@@ -52,7 +54,8 @@ def build_app(settings: AggregatorSettings, run_worker: bool = True, view_ttl: f
     """The FastAPI app; ``run_worker=False`` serves the dashboard without folding.
 
     ``view_ttl``: how long a computed dashboard view serves every request (default a quarter of
-    ``SMARTGRID_SSE_INTERVAL``; 0 computes one per request: the benchmark's baseline).
+    ``SMARTGRID_SSE_INTERVAL``, a whole one for the long views; 0 computes one per request: the
+    benchmark's baseline).
     """
     redis = connect(settings)
     config = FoldConfig(
@@ -71,6 +74,7 @@ def build_app(settings: AggregatorSettings, run_worker: bool = True, view_ttl: f
     )
     served = Counter("aggregator_view_requests_total", "Dashboard views served", ["view"], registry=registry)
     ttl = settings.sse_interval / VIEW_REFRESHES_PER_INTERVAL if view_ttl is None else view_ttl
+    long_ttl = settings.sse_interval if view_ttl is None else view_ttl
     cache = ViewCache(ttl, on_compute=lambda key: computed.labels(key[0]).inc())
 
     @contextlib.asynccontextmanager
@@ -95,14 +99,15 @@ def build_app(settings: AggregatorSettings, run_worker: bool = True, view_ttl: f
     app.state.store = store
     app.state.worker = worker
 
-    async def shared(key: Hashable, compute: Callable[[], Awaitable[Any]]) -> bytes:
-        """The JSON of a view, computed and serialized once for every request of its interval."""
+    async def shared(key: Hashable, compute: Callable[[], Awaitable[Any]], long: bool = False) -> bytes:
+        """The JSON of a view, computed and serialized once for every request of its interval
+        (``long``: a view that is kept for a whole interval)."""
         served.labels(key[0]).inc()
 
         async def serialized() -> bytes:
             return orjson.dumps(await compute())
 
-        return await cache.get(key, serialized)
+        return await cache.get(key, serialized, long_ttl if long else ttl)
 
     def json_response(body: bytes) -> Response:
         # Already serialized: FastAPI's per-request encoding of a 3,600-point view cost ~90 ms.
@@ -114,7 +119,7 @@ def build_app(settings: AggregatorSettings, run_worker: bool = True, view_ttl: f
             rows = [] if end is None else await store.seconds(end - seconds + 1, end)
             return views.live_view(end, seconds, rows, views.newest_complete_second(end, time.time()))
 
-        return await shared(("live", seconds), compute)
+        return await shared(("live", seconds), compute, long=seconds > SSE_WINDOW_S)
 
     async def status() -> bytes:
         async def compute() -> dict[str, Any]:
@@ -143,7 +148,7 @@ def build_app(settings: AggregatorSettings, run_worker: bool = True, view_ttl: f
             rows = await store.minutes(end_minute - 60 * (TREND_MINUTES - 1), TREND_MINUTES)
             return views.trend_view(end_minute, TREND_MINUTES, rows, views.newest_complete_second(end, time.time()))
 
-        return json_response(await shared(("trend",), compute))
+        return json_response(await shared(("trend",), compute, long=True))
 
     @app.get("/api/meters", tags=["dashboard"], response_model=dict[str, Any])
     async def api_meters(

@@ -21,11 +21,13 @@ T = TypeVar("T")
 @dataclass(slots=True)
 class _Entry(Generic[T]):
     started: float  # clock when its computation began: the data is at least this fresh
+    ttl: float
     value: T
 
 
 class ViewCache:
-    """Single-flight cache of computed views, each one fresh for ``ttl`` seconds.
+    """Single-flight cache of computed views, each one fresh for ``ttl`` seconds (or the ``ttl``
+    given with the key).
 
     Callers of a key whose value is missing or stale share ONE computation: the first one starts
     it, the others await the same result. A fresh value is returned without computing. A failed
@@ -49,18 +51,18 @@ class ViewCache:
         self._entries: dict[Hashable, _Entry[Any]] = {}
         self._flights: dict[Hashable, asyncio.Future[Any]] = {}
 
-    async def get(self, key: Hashable, compute: Callable[[], Awaitable[T]]) -> T:
-        """The value of ``key``: cached if computed less than ``ttl`` ago, else computed once for
-        every concurrent caller."""
+    async def get(self, key: Hashable, compute: Callable[[], Awaitable[T]], ttl: float | None = None) -> T:
+        """The value of ``key``: cached if computed less than ``ttl`` (default: the cache's) ago,
+        else computed once for every concurrent caller."""
         if self.ttl <= 0:
             self._counted(key)
             return await compute()
         entry = self._entries.get(key)
-        if entry is not None and self._clock() - entry.started < self.ttl:
+        if entry is not None and self._clock() - entry.started < entry.ttl:
             return entry.value
         flight = self._flights.get(key)
         if flight is None:
-            flight = asyncio.ensure_future(self._compute(key, compute))
+            flight = asyncio.ensure_future(self._compute(key, compute, self.ttl if ttl is None else ttl))
             # Nobody may be left to await a failed flight (all its callers disconnected): retrieve
             # the error here so asyncio does not log "exception was never retrieved".
             flight.add_done_callback(lambda done: done.cancelled() or done.exception())
@@ -69,14 +71,14 @@ class ViewCache:
         # computation the other callers wait for.
         return await asyncio.shield(flight)
 
-    async def _compute(self, key: Hashable, compute: Callable[[], Awaitable[T]]) -> T:
+    async def _compute(self, key: Hashable, compute: Callable[[], Awaitable[T]], ttl: float) -> T:
         started = self._clock()
         self._counted(key)
         try:
             value = await compute()
         finally:
             del self._flights[key]
-        self._store(key, _Entry(started, value))
+        self._store(key, _Entry(started, ttl, value))
         return value
 
     def _counted(self, key: Hashable) -> None:
@@ -90,7 +92,7 @@ class ViewCache:
         # Views with arbitrary parameters (filters, pages) must not grow the cache without bound:
         # stale entries are worth nothing (the next call recomputes anyway), then the oldest go.
         now = self._clock()
-        for stale in [k for k, e in self._entries.items() if now - e.started >= self.ttl]:
+        for stale in [k for k, e in self._entries.items() if now - e.started >= e.ttl]:
             del self._entries[stale]
         while len(self._entries) > self.max_entries:
             del self._entries[min(self._entries, key=lambda k: self._entries[k].started)]
