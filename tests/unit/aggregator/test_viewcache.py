@@ -217,6 +217,24 @@ def test_a_failed_sse_update_sends_the_error_payload_and_the_stream_goes_on():
     assert asyncio.run(scenario()) == [b": redis unavailable\n\n", b"update"]
 
 
+def test_finish_ends_every_sse_stream_and_refuses_new_ones():
+    async def scenario():
+        async def produce() -> bytes:
+            return b"update"
+
+        broadcast = Broadcast(10.0, produce, error_payload=b"")
+        streams = [asyncio.ensure_future(_collect(broadcast, 10**6)) for _ in range(5)]
+        await asyncio.sleep(0.01)
+        broadcast.finish()  # the server is stopping
+        ended = await asyncio.wait_for(asyncio.gather(*streams), 1.0)
+        late = await asyncio.wait_for(_collect(broadcast, 1), 1.0)
+        await broadcast.close()
+        return ended, late, broadcast.listeners
+
+    ended, late, listeners = asyncio.run(scenario())
+    assert ended == [[b"update"]] * 5 and late == [] and listeners == 0
+
+
 @pytest.mark.parametrize("listeners", [1, 20])
 def test_the_sse_producer_keeps_its_rate_whatever_the_number_of_listeners(listeners):
     async def scenario():

@@ -84,6 +84,8 @@ def build_app(settings: AggregatorSettings, run_worker: bool = True, view_ttl: f
             tasks = [asyncio.create_task(worker.run_fold()), asyncio.create_task(worker.run_emit())]
         else:
             worker.redis_ok = True
+        # The server waits for open responses before it stops: end the event streams when it starts.
+        tasks.append(asyncio.create_task(finish_streams_on_stop()))
         log.info("aggregator started", extra={"consumer": settings.consumer, "prefix": settings.redis_prefix})
         try:
             yield
@@ -94,6 +96,10 @@ def build_app(settings: AggregatorSettings, run_worker: bool = True, view_ttl: f
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await redis.aclose()
+
+    async def finish_streams_on_stop() -> None:
+        await app.state.stopping.wait()
+        stream.finish()
 
     app = create_app("aggregator", worker.ready, lifespan=lifespan, registry=registry)
     app.state.store = store

@@ -105,7 +105,7 @@ class Broadcast:
     listener gets the same bytes (a new listener gets the current payload at once, then each new
     one). A listener that falls behind skips to the newest payload: nothing queues up per client.
     When ``produce`` fails, listeners get ``error_payload`` for that interval and the stream goes
-    on. The producer stops when the last listener leaves.
+    on. The producer stops when the last listener leaves; :meth:`finish` ends every stream.
     """
 
     def __init__(self, interval: float, produce: Callable[[], Awaitable[bytes]], error_payload: bytes) -> None:
@@ -117,6 +117,7 @@ class Broadcast:
         self._payload = b""
         self._version = 0
         self._changed = asyncio.Event()
+        self._finished = False
 
     @property
     def listeners(self) -> int:
@@ -124,7 +125,9 @@ class Broadcast:
         return self._listeners
 
     async def listen(self) -> AsyncIterator[bytes]:
-        """Payloads as they are produced, the current one first; ends only when closed."""
+        """Payloads as they are produced, the current one first, until :meth:`finish`."""
+        if self._finished:
+            return
         self._listeners += 1
         if self._task is None or self._task.done():
             self._version = 0  # a payload of an earlier run may be arbitrarily old
@@ -132,15 +135,23 @@ class Broadcast:
         try:
             seen = 0
             while True:
-                while self._version == seen:
+                while self._version == seen and not self._finished:
                     await self._changed.wait()
+                if self._finished:
+                    return
                 seen = self._version
                 yield self._payload
         finally:
             self._listeners -= 1
 
+    def finish(self) -> None:
+        """End every stream (the server is stopping: it waits for open responses to end)."""
+        self._finished = True
+        self._changed.set()
+
     async def close(self) -> None:
         """Stop the producer (application shutdown)."""
+        self.finish()
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -148,7 +159,7 @@ class Broadcast:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         due = loop.time()
-        while self._listeners:
+        while self._listeners and not self._finished:
             try:
                 payload = await self._produce()
             except Exception:  # Redis hiccup: tell the pages, keep the streams open

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
+import socket
 import sys
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
@@ -10,10 +12,13 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Response
+from uvicorn.config import STARTUP_FAILURE
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
 ReadyCheck = Callable[[], tuple[bool, str]]
 """Returns (ready, reason); the reason is shown by /readyz."""
+HTTP_SHUTDOWN_TIMEOUT_S = 3.0
+"""How long a stopping service lets open HTTP requests finish (a browser's SSE stream never does)."""
 
 
 def create_app(
@@ -31,6 +36,9 @@ def create_app(
     reason, and Kubernetes restarts the container.
     """
     app = FastAPI(title=f"smartgrid {service}", lifespan=lifespan, **fastapi_kwargs)
+    # Set by serve() when the server starts stopping, before it waits for the open requests:
+    # responses that never end by themselves (event streams) end on it.
+    app.state.stopping = asyncio.Event()
 
     @app.get("/healthz", tags=["health"])
     def healthz(response: Response) -> dict[str, str]:
@@ -63,8 +71,25 @@ def serve(app: FastAPI, host: str, port: int) -> None:
 
     A SIGTERM or SIGINT shuts down gracefully (lifespan shutdown runs) and the process exits 0:
     uvicorn re-raises the signal after its shutdown, and the handler installed here turns that
-    into a normal exit, which is what Kubernetes and process supervisors expect.
+    into a normal exit, which is what Kubernetes and process supervisors expect. Open requests are
+    told by ``app.state.stopping``; any still open ``HTTP_SHUTDOWN_TIMEOUT_S`` later are cancelled
+    (uvicorn would otherwise wait for them without end).
     """
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop_signal, lambda *_: sys.exit(0))
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, lifespan="on")
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="on",
+                            timeout_graceful_shutdown=HTTP_SHUTDOWN_TIMEOUT_S)
+    server = _Server(config)
+    server.run()
+    if not server.started:  # as uvicorn.run: the port was taken, or the lifespan startup failed
+        sys.exit(STARTUP_FAILURE)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, telling the app (``app.state.stopping``) when it starts stopping."""
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        stopping = getattr(self.config.app.state, "stopping", None)
+        if stopping is not None:
+            stopping.set()
+        await super().shutdown(sockets)
