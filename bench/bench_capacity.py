@@ -108,7 +108,7 @@ def run(rate: int, seconds: float, warmup: float, meters: int, workers: int) -> 
             "ingest": (one(ingest.process.pid), True),
             "aggregator": (one(services["aggregator"].pid), True),
             "writer": (one(services["writer"].pid), True),
-            **{role: ((lambda p=process: [p]), False) for role, process in servers.items()},
+            **{role: (process, False) for role, process in servers.items()},
             "load generator (simulator)": (one(load.pid), True),
             "this script": (lambda: [psutil.Process(os.getpid())], False),
         }
@@ -168,6 +168,9 @@ def run(rate: int, seconds: float, warmup: float, meters: int, workers: int) -> 
             line(name, cpu[name], account.processes(name))
         line("whole box (everything)", box)
         line("  of which not listed above", box - pipeline_total - sum(cpu[name] for name in APART))
+        restarted = [name for name in servers if account.processes(name) > 1]
+        if restarted:
+            print(f"  WARNING: restarted during the run by other work on the machine: {', '.join(restarted)}; figures suspect")
         print(f"  logs: {logs}")
         return {
             "rate_target": rate or "max", "seconds": elapsed, "warmup": warmup, "meters": meters, "workers": workers,
@@ -179,7 +182,7 @@ def run(rate: int, seconds: float, warmup: float, meters: int, workers: int) -> 
             "cpu_seconds": cpu, "pipeline_total_cpu_seconds": pipeline_total, "box_busy_cpu_seconds": box,
             "us_per_reading": {name: value / committed * 1e6 for name, value in cpu.items()}
             | {"pipeline total": pipeline_total / committed * 1e6, "whole box": box / committed * 1e6},
-            "processes": {name: account.processes(name) for name in groups}, "logs": str(logs),
+            "processes": {name: account.processes(name) for name in groups}, "restarted": restarted, "logs": str(logs),
         }
     finally:
         if account is not None:

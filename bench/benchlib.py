@@ -36,7 +36,23 @@ def listener(port: int) -> psutil.Process | None:
     return None
 
 
-def stack_servers(brokers: str, influxdb: str, redis: str) -> dict[str, psutil.Process]:
+class PortProcess:
+    """The process listening on a port, found again when it has been restarted (other work on a
+    shared machine restarts the stack's servers); calling it gives ``[process]`` or ``[]``."""
+
+    def __init__(self, role: str, port: int) -> None:
+        self.role, self.port = role, port
+        self.process = listener(port)
+        if self.process is None:
+            raise RuntimeError(f"nothing listens on port {port} ({role}): is the stack up? (scripts/stack up)")
+
+    def __call__(self) -> list[psutil.Process]:
+        if not self.process.is_running():
+            self.process = listener(self.port) or self.process
+        return [self.process] if self.process.is_running() else []
+
+
+def stack_servers(brokers: str, influxdb: str, redis: str) -> dict[str, PortProcess]:
     """The local stack's server processes, by role: ``kafka broker (JVM)``, ``influxd``, ``redis-server``.
 
     Found by the port of each endpoint (first broker of ``brokers``); raises when one is missing.
@@ -46,13 +62,7 @@ def stack_servers(brokers: str, influxdb: str, redis: str) -> dict[str, psutil.P
         "influxd": urlparse(influxdb).port or 8086,
         "redis-server": urlparse(redis).port or 6379,
     }
-    found = {}
-    for role, port in ports.items():
-        process = listener(port)
-        if process is None:
-            raise RuntimeError(f"nothing listens on port {port} ({role}): is the stack up? (scripts/stack up)")
-        found[role] = process
-    return found
+    return {role: PortProcess(role, port) for role, port in ports.items()}
 
 
 def _cpu(process: psutil.Process) -> float:
