@@ -50,4 +50,10 @@ bench-aggregations: ## Aggregations in one run: fold rate, ingest cost on vs off
 bench-dashboard: ## Dashboard under 200 API clients + 50 SSE streams: response times, fold rate with vs without them
 	$(UV) run --no-sync python bench/bench_dashboard.py $(ARGS)
 
-.PHONY: help install stack-up stack-down run unit test bench-ingest bench-aggregator bench-freshness bench-live-consumer bench-aggregations bench-dashboard
+bench-capacity: ## CPU per reading of every process at a steady load (ARGS="--rate max" for the highest rate); docs/capacity.md
+	$(UV) run --no-sync python bench/bench_capacity.py $(ARGS)
+
+bench-peers: ## The same records through this product, Telegraf and Quix Streams into InfluxDB (builds the peers once)
+	$(UV) run --no-sync python bench/bench_peers.py $(ARGS)
+
+.PHONY: help install stack-up stack-down run unit test bench-ingest bench-aggregator bench-freshness bench-live-consumer bench-aggregations bench-capacity bench-peers bench-dashboard
