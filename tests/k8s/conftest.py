@@ -47,8 +47,11 @@ def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]
 def operator(
     cluster: Cluster, namespace: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[OperatorProcess]:
-    """The operator watching ``namespace``; its log is printed when the test fails."""
-    process = OperatorProcess(namespace, tmp_path / "operator.log")
+    """The operator watching ``namespace``; its log is printed when the test fails.
+
+    Parametrized indirectly, the parameter is extra environment for the operator process.
+    """
+    process = OperatorProcess(namespace, tmp_path / "operator.log", getattr(request, "param", None))
     try:
         wait_for(lambda: process.healthy() or process.process.poll() is not None, 60, "operator liveness")
         if process.process.poll() is not None:

@@ -107,14 +107,18 @@ def _free_port() -> int:
 
 
 class OperatorProcess:
-    """`python -m smartgrid_operator` as a process, limited to one namespace."""
+    """`python -m smartgrid_operator` as a process, limited to one namespace.
 
-    def __init__(self, namespace: str, log_path: Path) -> None:
+    ``extra_env`` is added to its environment (e.g. credentials it must not use).
+    """
+
+    def __init__(self, namespace: str, log_path: Path, extra_env: dict[str, str] | None = None) -> None:
         self.namespace = namespace
         self.log_path = log_path
         self.port = _free_port()
         env = {
             **os.environ,
+            **(extra_env or {}),
             "KUBECONFIG": str(KUBECONFIG),
             "SMARTGRID_OPERATOR_NAMESPACES": namespace,
             "SMARTGRID_OPERATOR_RESYNC_SECONDS": "3",

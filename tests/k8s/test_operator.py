@@ -60,7 +60,7 @@ def test_consumer_yields_a_statefulset_with_one_replica_per_partition_range(clus
     owner = sts["metadata"]["ownerReferences"][0]
     assert (owner["kind"], owner["name"], owner["controller"]) == ("SmartGridConsumer", "grid", True)
     # The operator applies its objects one after the other: the others may trail the StatefulSet.
-    for kind in ("deployment", "service"):
+    for kind in KINDS:
         for component in ("aggregator", "writer"):
             wait_for(lambda: cluster.get(kind, f"grid-{component}", namespace), 30, f"{kind} grid-{component}")
     wait_for(lambda: cluster.get("poddisruptionbudget", "grid-ingest", namespace), 30, "the ingest PDB")
@@ -172,3 +172,276 @@ def test_deleting_the_consumer_removes_everything_it_owned(cluster, namespace, o
     assert cluster.get("sgc", "doomed", namespace) is None
     wait_for(lambda: cluster.names(kinds, namespace, selector) == [], 60, "owned objects to be gone")
     wait_for(lambda: cluster.names("pods", namespace, "smartgrid.io/consumer=doomed") == [], 60, "pods to be gone")
+
+
+# ----------------------------------------------------------------------------- only what it owns
+
+THEIRS = {"app": "someone-elses"}
+KINDS = ("deployment", "service")
+
+
+def foreign_deployment(name: str, namespace: str, labels: dict[str, str]) -> dict[str, Any]:
+    """A Deployment someone else made, with a name the operator would use."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": THEIRS},
+            "template": {
+                "metadata": {"labels": THEIRS},
+                "spec": {"containers": [{"name": "theirs", "image": "example.org/theirs:1"}]},
+            },
+        },
+    }
+
+
+def foreign_service(name: str, namespace: str, labels: dict[str, str]) -> dict[str, Any]:
+    """A Service someone else made, with a name the operator would use."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": {"selector": THEIRS, "ports": [{"name": "theirs", "port": 9999, "protocol": "TCP"}]},
+    }
+
+
+def what_the_owner_controls(obj: dict[str, Any]) -> dict[str, Any]:
+    """The parts of an object another field manager must not change: identity, labels, owners, spec."""
+    meta = obj["metadata"]
+    return {
+        "uid": meta["uid"],
+        "labels": meta.get("labels"),
+        "ownerReferences": meta.get("ownerReferences"),
+        "spec": obj["spec"],
+    }
+
+
+def managers(obj: dict[str, Any]) -> set[str]:
+    return {entry["manager"] for entry in obj["metadata"].get("managedFields", [])}
+
+
+def events(cluster: Cluster, namespace: str, name: str, reason: str) -> list[dict[str, Any]]:
+    """Events about the consumer ``name`` with ``reason``."""
+    result = cluster.kubectl(
+        "get",
+        "events",
+        "-n",
+        namespace,
+        "--field-selector",
+        f"involvedObject.name={name},reason={reason}",
+        "-o",
+        "json",
+    )
+    return json.loads(result.stdout)["items"]
+
+
+def wait_for_resyncs(cluster: Cluster, name: str, namespace: str, count: int = 2) -> None:
+    """Wait until the operator has written the status ``count`` more times (each a full reconcile)."""
+    for _ in range(count):
+        before = cluster.get("sgc", name, namespace).get("status", {}).get("lastSync")
+        wait_for(
+            lambda: cluster.get("sgc", name, namespace).get("status", {}).get("lastSync") != before,
+            30,
+            "the next resync",
+        )
+
+
+def ready_reason(cluster: Cluster, name: str, namespace: str) -> str | None:
+    return condition(cluster.get("sgc", name, namespace).get("status", {}), "Ready").get("reason")
+
+
+def test_a_foreign_deployment_and_service_of_the_same_name_are_left_untouched_and_reported(
+    cluster, namespace, operator
+):
+    cluster.apply(foreign_deployment("grid-writer", namespace, {"team": "billing"}))
+    cluster.apply(foreign_service("grid-writer", namespace, {"team": "billing"}))
+    before = {kind: what_the_owner_controls(cluster.get(kind, "grid-writer", namespace)) for kind in KINDS}
+
+    cluster.apply(consumer("grid", namespace, kafka={"partitions": 8, "topic": "k8s-test-absent"}))
+
+    wait_for(lambda: ready_reason(cluster, "grid", namespace) == "ForeignObject", 60, "Ready=False/ForeignObject")
+    status = cluster.get("sgc", "grid", namespace)["status"]
+    ready = condition(status, "Ready")
+    assert ready["status"] == "False"
+    assert "Deployment/grid-writer" in ready["message"] and "Service/grid-writer" in ready["message"]
+    assert sorted(status["foreignObjects"]) == ["Deployment/grid-writer", "Service/grid-writer"]
+    warnings = wait_for(
+        lambda: (found := events(cluster, namespace, "grid", "ForeignObject")) and len(found) == 2 and found,
+        30,
+        "a ForeignObject event per foreign object",
+    )
+    assert {event["type"] for event in warnings} == {"Warning"}
+    messages = sorted(event["message"] for event in warnings)
+    assert messages[0].startswith("Deployment/grid-writer exists and is not owned by SmartGridConsumer grid")
+    assert f"kubectl -n {namespace} delete deployment grid-writer" in messages[0]
+    assert messages[1].startswith("Service/grid-writer exists and is not owned")
+
+    # What the consumer owns is still made: the ingest StatefulSet and the aggregator.
+    wait_for(lambda: statefulset_replicas(cluster, "grid", namespace, 1), 30, "the ingest StatefulSet")
+    aggregator = wait_for(lambda: cluster.get("deployment", "grid-aggregator", namespace), 30, "the aggregator")
+    owner_uid = cluster.get("sgc", "grid", namespace)["metadata"]["uid"]
+    assert aggregator["metadata"]["ownerReferences"][0]["uid"] == owner_uid
+
+    wait_for_resyncs(cluster, "grid", namespace)
+    for kind in KINDS:
+        after = cluster.get(kind, "grid-writer", namespace)
+        assert what_the_owner_controls(after) == before[kind], f"the foreign {kind} was changed"
+        assert "smartgrid-operator" not in managers(after)
+    # Reported once, not on every resync.
+    assert len(events(cluster, namespace, "grid", "ForeignObject")) == 2
+
+
+def test_disabling_a_component_deletes_its_own_objects_but_never_a_foreign_one_of_the_same_name(
+    cluster, namespace, operator
+):
+    # Someone else's writer, even carrying the operator's own labels: labels do not make it ours.
+    copied_labels = {"smartgrid.io/consumer": "grid", "app.kubernetes.io/managed-by": "smartgrid-operator"}
+    cluster.apply(foreign_deployment("grid-writer", namespace, copied_labels))
+    cluster.apply(foreign_service("grid-writer", namespace, copied_labels))
+    before = {kind: what_the_owner_controls(cluster.get(kind, "grid-writer", namespace)) for kind in KINDS}
+    cluster.apply(consumer("grid", namespace, kafka={"partitions": 8, "topic": "k8s-test-absent"}))
+    wait_for(lambda: ready_reason(cluster, "grid", namespace) == "ForeignObject", 60, "Ready=False/ForeignObject")
+    for kind in KINDS:
+        wait_for(lambda: cluster.get(kind, "grid-aggregator", namespace), 30, f"the aggregator {kind}")
+
+    cluster.kubectl(
+        "patch",
+        "sgc",
+        "grid",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        '{"spec":{"aggregator":{"enabled":false},"writer":{"enabled":false}}}',
+    )
+
+    for kind in KINDS:
+        wait_for(lambda: cluster.get(kind, "grid-aggregator", namespace) is None, 30, f"aggregator {kind} deleted")
+    # The writer is switched off, so its name is no longer needed: no longer a reason to be not Ready.
+    wait_for(lambda: ready_reason(cluster, "grid", namespace) != "ForeignObject", 30, "Ready to leave ForeignObject")
+    assert "foreignObjects" not in cluster.get("sgc", "grid", namespace)["status"]
+    wait_for_resyncs(cluster, "grid", namespace)
+    for kind in KINDS:
+        after = cluster.get(kind, "grid-writer", namespace)
+        assert after is not None, f"the foreign {kind} grid-writer was deleted"
+        assert what_the_owner_controls(after) == before[kind], f"the foreign {kind} was changed"
+
+    # Deleting the consumer removes what it owned, and still not the foreign objects with its labels.
+    cluster.kubectl("delete", "sgc", "grid", "-n", namespace, "--timeout=60s")
+    wait_for(lambda: cluster.get("statefulset", "grid-ingest", namespace) is None, 60, "the owned StatefulSet gone")
+    for kind in KINDS:
+        assert what_the_owner_controls(cluster.get(kind, "grid-writer", namespace)) == before[kind]
+
+
+# ----------------------------------------------------------------------------- Kafka credentials
+
+# Credentials in the operator's own environment, which it must never use for a consumer.
+OPERATOR_ENV = {
+    "SMARTGRID_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+    "SMARTGRID_KAFKA_SASL_MECHANISM": "PLAIN",
+    "SMARTGRID_KAFKA_SASL_USERNAME": "operator-env-user",
+    "SMARTGRID_KAFKA_SASL_PASSWORD": "operator-env-password",
+}
+
+
+def secret(name: str, namespace: str, **data: str) -> dict[str, Any]:
+    meta = {"name": name, "namespace": namespace}
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": meta, "stringData": data}
+
+
+@pytest.fixture
+def operator_kube(monkeypatch):
+    """The operator's own Kubernetes client, in this process, on the local control plane."""
+    from k8s_helpers import KUBECONFIG
+
+    from smartgrid_operator import kube
+
+    monkeypatch.setenv("KUBECONFIG", str(KUBECONFIG))
+    kube.api_client.cache_clear()
+    yield kube
+    kube.api_client.cache_clear()
+
+
+def test_the_kafka_client_config_comes_from_the_secret_the_consumer_names_and_not_the_operators_env(
+    cluster, namespace, operator_kube, monkeypatch
+):
+    # No SASL broker runs here: this checks what the operator would connect with, resolved
+    # exactly as on every resync, against the real API server.
+    from smartgrid_operator import kafka
+
+    for variable, value in OPERATOR_ENV.items():
+        monkeypatch.setenv(variable, value)
+    cluster.apply(secret("kafka-user", namespace, user="grid-user", **{"pass": "grid-password"}))
+    security = {
+        "protocol": "SASL_SSL",
+        "saslMechanism": "SCRAM-SHA-512",
+        "credentialsSecret": {"name": "kafka-user", "usernameKey": "user", "passwordKey": "pass"},
+    }
+    cluster.apply(consumer("grid", namespace, kafka={"partitions": 8, "security": security}))
+    # The spec as the API server defaulted and stored it, as the operator receives it.
+    kafka_spec = cluster.get("sgc", "grid", namespace)["spec"]["kafka"]
+
+    config = kafka.client_config(namespace, kafka_spec, 5.0)
+
+    assert config["bootstrap.servers"] == "127.0.0.1:9092"
+    assert config["security.protocol"] == "SASL_SSL" and config["sasl.mechanism"] == "SCRAM-SHA-512"
+    assert (config["sasl.username"], config["sasl.password"]) == ("grid-user", "grid-password")
+    assert not set(OPERATOR_ENV.values()) & {str(value) for value in config.values()}
+
+    # Read at check time, not cached: a rotated password is used on the next check.
+    cluster.apply(secret("kafka-user", namespace, user="grid-user", **{"pass": "rotated"}))
+    assert kafka.client_config(namespace, kafka_spec, 5.0)["sasl.password"] == "rotated"
+
+    # A Secret of the same name in another namespace is never read: only the consumer's own.
+    other = cluster.create_namespace("sg-other")
+    cluster.apply(secret("kafka-user", other, user="other-user", **{"pass": "other-password"}))
+    assert kafka.client_config(namespace, kafka_spec, 5.0)["sasl.username"] == "grid-user"
+
+
+@pytest.mark.parametrize("operator", [OPERATOR_ENV], ids=["operator-env-has-credentials"], indirect=True)
+def test_a_missing_kafka_secret_or_key_makes_the_consumer_not_ready_with_an_event_saying_what_to_create(
+    cluster, namespace, operator
+):
+    # Port 9 refuses connections: once credentials resolve, the check fails fast as Unreachable.
+    security = {"protocol": "SASL_PLAINTEXT", "saslMechanism": "PLAIN", "credentialsSecret": {"name": "kafka-user"}}
+    cluster.apply(
+        consumer("grid", namespace, kafka={"bootstrapServers": "127.0.0.1:9", "partitions": 8, "security": security})
+    )
+
+    wait_for(
+        lambda: ready_reason(cluster, "grid", namespace) == "KafkaCredentialsMissing",
+        60,
+        "Ready=False/KafkaCredentialsMissing",
+    )
+    status = cluster.get("sgc", "grid", namespace)["status"]
+    reachable = condition(status, "KafkaReachable")
+    assert (reachable["status"], reachable["reason"]) == ("False", "CredentialsMissing")
+    assert f"Secret {namespace}/kafka-user" in reachable["message"] and "not found" in reachable["message"]
+    warning = wait_for(lambda: events(cluster, namespace, "grid", "KafkaCredentialsMissing"), 30, "a Warning event")
+    assert warning[0]["type"] == "Warning"
+    assert f"kubectl -n {namespace} create secret generic kafka-user" in warning[0]["message"]
+    # The operator's env credentials were not used instead, and the workloads are still applied.
+    wait_for(lambda: statefulset_replicas(cluster, "grid", namespace, 1), 30, "the ingest StatefulSet")
+
+    # No crash loop, and no new event while nothing changes.
+    wait_for_resyncs(cluster, "grid", namespace)
+    assert operator.process.poll() is None and operator.healthy()
+    assert len(events(cluster, namespace, "grid", "KafkaCredentialsMissing")) == 1
+
+    cluster.apply(secret("kafka-user", namespace, username="grid-user"))
+    wait_for(
+        lambda: "has no (or an empty) password"
+        in condition(cluster.get("sgc", "grid", namespace)["status"], "KafkaReachable").get("message", ""),
+        30,
+        "the condition to name the missing key",
+    )
+    wait_for(
+        lambda: len(events(cluster, namespace, "grid", "KafkaCredentialsMissing")) == 2, 30, "an event naming the key"
+    )
+
+    cluster.apply(secret("kafka-user", namespace, username="grid-user", password="grid-password"))
+    # With the Secret complete the operator goes on to the broker (which refuses: no SASL here).
+    wait_for(lambda: ready_reason(cluster, "grid", namespace) == "KafkaUnreachable", 60, "Ready=False/KafkaUnreachable")
+    assert condition(cluster.get("sgc", "grid", namespace)["status"], "KafkaReachable")["reason"] == "Unreachable"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -32,7 +33,8 @@ def api_client() -> ApiClient:
     try:
         kubernetes.config.load_incluster_config()
     except kubernetes.config.ConfigException:
-        kubernetes.config.load_kube_config()
+        # KUBECONFIG as it is now: the client library's own default was fixed when it was imported.
+        kubernetes.config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
     return ApiClient()
 
 

@@ -92,7 +92,11 @@ def test_a_missing_secret_says_which_secret_to_create_with_which_keys():
 
 @pytest.mark.parametrize(
     ("data", "named"),
-    [({"username": b"u"}, "password"), ({"username": b"", "password": b"p"}, "username"), ({}, "username and password")],
+    [
+        ({"username": b"u"}, "password"),
+        ({"username": b"", "password": b"p"}, "username"),
+        ({}, "username and password"),
+    ],
 )
 def test_a_missing_or_empty_key_is_named(data, named):
     with pytest.raises(CredentialsMissing, match=f"has no \\(or an empty\\) {named}:"):
