@@ -77,9 +77,11 @@ def drained(redis: Redis, prefix: str, group: str = "aggregator") -> bool:
 
 
 def publish(redis: Redis, prefix: str, summaries) -> None:
+    """Summaries into the stream, each in the contract version it was made for (meter ids: 1)."""
     pipe = redis.pipeline()
     for summary in summaries:
-        pipe.xadd(summary_stream(prefix), {"data": summary.to_json()})
+        version = 1 if any(region.meters for region in summary.regions) else 2
+        pipe.xadd(summary_stream(prefix), {"data": summary.to_json(version=version)})
     pipe.execute()
 
 
@@ -138,9 +140,12 @@ def run_and_check(redis, prefix, readings, summaries, tmp_path: Path, replicas: 
             proc.wait(10)
 
 
-def test_duplicates_replays_and_out_of_order_summaries_fold_exactly_once(redis, prefix, tmp_path):
+@pytest.mark.parametrize("version", [2, 1], ids=["counts", "v1-meter-ids"])
+def test_duplicates_replays_and_out_of_order_summaries_fold_exactly_once(redis, prefix, tmp_path, version):
+    """Version 2 summaries carry new-meter counts; version 1 ones (an ingest not yet upgraded)
+    carry meter ids, which the aggregator still folds exactly."""
     readings = make_readings(meters=300, seconds=15, start=START, seed=1)
-    summaries = make_summaries(readings, partitions=4, batch=150)
+    summaries = make_summaries(readings, partitions=4, batch=150, version=version)
     rng = random.Random(3)
     stream = list(summaries)
     stream += rng.sample(summaries, 10)  # duplicates

@@ -106,7 +106,7 @@ def test_minute_partials_roll_seconds_into_their_minute():
 
 def test_summary_args_start_with_their_own_length_and_keep_floats_exact():
     s = Summary("t", 3, 10, 19, 0, [SecondPartial(60, 0.1, 1, 0.1, 0.1)],
-                [RegionPartial(60, "a,b", 0.1, 1, 0.1, ["m1", "m2"], 1.5, 2.5, 1)],
+                [RegionPartial(60, "a,b", 0.1, 1, 0.1, 0, 1.5, 2.5, 1, ["m1", "m2"])],
                 [MeterUpdate("m1", "a,b", None, "fault", 5, 4)])
     args = summary_args(s)
     assert int(args[0]) == len(args)
@@ -124,5 +124,5 @@ def test_model_of_generated_stream_equals_independent_ground_truth():
         model.apply(item)
     truth = ground_truth(readings)
     assert {s: b.count for s, b in model.seconds.items()} == {s: v[1] for s, v in truth["seconds"].items()}
-    assert {k: len(b.meters) for k, b in model.regions.items()} == {k: v[3] for k, v in truth["regions"].items()}
+    assert {k: b.meter_count for k, b in model.regions.items()} == {k: v[3] for k, v in truth["regions"].items()}
     assert {k: v for k, v in model.status_counts.items() if v} == truth["status"]

@@ -46,9 +46,9 @@ def test_partials_per_second_and_region_with_distinct_meters_and_centroid():
     assert seconds == {T0 // 1000: (6.0, 3, 1.0, 3.0), T0 // 1000 + 1: (4.0, 1, 4.0, 4.0)}
     regions = {(r.second, r.region): r for r in summary.regions}
     north = regions[(T0 // 1000, "north")]
-    assert (north.sum_kwh, north.count, north.max_kwh, north.meters) == (4.0, 2, 3.0, ["a"])
+    assert (north.sum_kwh, north.count, north.max_kwh, north.new_meters) == (4.0, 2, 3.0, 1)
     assert (north.lat_sum, north.lon_sum, north.geo_count) == (102.0, 18.0, 2)
-    assert regions[(T0 // 1000, "south")].meters == ["b"]
+    assert regions[(T0 // 1000, "south")].new_meters == 1
     assert summary.watermark_ms == T0 + 1500
 
 

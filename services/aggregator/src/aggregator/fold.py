@@ -75,9 +75,9 @@ def block_args(seconds: list[SecondPartial], regions: list[RegionPartial], meter
     """Partials as the fold script reads them.
 
     Layout: ``n`` + n*5 second fields, ``n`` + n*5 minute fields, ``n`` + per region (second,
-    region, sum, count, max, lat_sum, lon_sum, geo_count, k, the k meter ids joined by line breaks,
-    which no tag value can hold: one argument, not k), ``n`` + n*5 meter
-    update fields (meter, region, status, at_ms, last_reading_ms).
+    region, sum, count, max, lat_sum, lon_sum, geo_count, new meters, k, the k meter ids of a
+    version 1 summary joined by line breaks, which no tag value can hold: one argument, not k),
+    ``n`` + n*5 meter update fields (meter, region, status, at_ms, last_reading_ms).
     """
     body: list[str] = [str(len(seconds))]
     for s in seconds:
@@ -89,7 +89,8 @@ def block_args(seconds: list[SecondPartial], regions: list[RegionPartial], meter
     body.append(str(len(regions)))
     for r in regions:
         body += [str(r.second), r.region, num(r.sum_kwh), str(r.count), num(r.max_kwh)]
-        body += [num(r.lat_sum), num(r.lon_sum), str(r.geo_count), str(len(r.meters)), "\n".join(r.meters)]
+        body += [num(r.lat_sum), num(r.lon_sum), str(r.geo_count), str(r.new_meters)]
+        body += [str(len(r.meters)), "\n".join(r.meters)]
     body.append(str(len(meters)))
     for u in meters:
         body += [u.meter_id, u.region, u.status, str(u.at_ms), str(u.last_reading_ms)]
@@ -97,8 +98,8 @@ def block_args(seconds: list[SecondPartial], regions: list[RegionPartial], meter
 
 
 def merge(summaries: list[Summary]) -> tuple[list[SecondPartial], list[RegionPartial], list[MeterUpdate]]:
-    """The partials of several summaries as one block: same sums, counts, extremes, distinct
-    meters and centroid sums; meter updates kept in the given order (each meter belongs to one
+    """The partials of several summaries as one block: same sums, counts, extremes, new-meter
+    counts (and version 1 meter ids, united) and centroid sums; meter updates kept in the given order (each meter belongs to one
     partition, whose summaries come in offset order)."""
     seconds: dict[int, SecondPartial] = {}
     regions: dict[tuple[int, str], tuple[RegionPartial, set[str]]] = {}
@@ -117,7 +118,9 @@ def merge(summaries: list[Summary]) -> tuple[list[SecondPartial], list[RegionPar
             held = regions.get((r.second, r.region))
             if held is None:
                 regions[(r.second, r.region)] = (
-                    RegionPartial(r.second, r.region, r.sum_kwh, r.count, r.max_kwh, [], r.lat_sum, r.lon_sum, r.geo_count),
+                    RegionPartial(
+                        r.second, r.region, r.sum_kwh, r.count, r.max_kwh, r.new_meters, r.lat_sum, r.lon_sum, r.geo_count
+                    ),
                     set(r.meters),
                 )
             else:
@@ -125,6 +128,7 @@ def merge(summaries: list[Summary]) -> tuple[list[SecondPartial], list[RegionPar
                 acc.sum_kwh += r.sum_kwh
                 acc.count += r.count
                 acc.max_kwh = max(acc.max_kwh, r.max_kwh)
+                acc.new_meters += r.new_meters
                 acc.lat_sum += r.lat_sum
                 acc.lon_sum += r.lon_sum
                 acc.geo_count += r.geo_count
@@ -203,10 +207,16 @@ class RegionBucket:
     sum_kwh: float = 0.0
     count: int = 0
     max_kwh: float = float("-inf")
-    meters: set[str] = field(default_factory=set)
+    new_meters: int = 0  # summed counts (version 2 summaries)
+    meters: set[str] = field(default_factory=set)  # meter ids (version 1 summaries)
     lat_sum: float = 0.0
     lon_sum: float = 0.0
     geo_count: int = 0
+
+    @property
+    def meter_count(self) -> int:
+        """Distinct meters in the bucket (one of the two terms is 0 unless versions were mixed)."""
+        return self.new_meters + len(self.meters)
 
 
 @dataclass(slots=True)
@@ -248,6 +258,7 @@ class LiveModel:
             bucket.sum_kwh += r.sum_kwh
             bucket.count += r.count
             bucket.max_kwh = max(bucket.max_kwh, r.max_kwh)
+            bucket.new_meters += r.new_meters
             bucket.meters.update(r.meters)
             bucket.lat_sum += r.lat_sum
             bucket.lon_sum += r.lon_sum

@@ -69,9 +69,15 @@ def partition_of(meter_id: str, partitions: int) -> int:
 
 
 def summarize(
-    topic: str, partition: int, first_offset: int, batch: list[Reading], held: dict[str, str]
+    topic: str, partition: int, first_offset: int, batch: list[Reading], held: dict[str, str],
+    seen: set[tuple[int, str]], version: int = 2,
 ) -> Summary:
-    """What ingest publishes for one batch (a straightforward, not columnar, reference version)."""
+    """What ingest publishes for one batch (a straightforward, not columnar, reference version).
+
+    ``held``: each meter's last status; ``seen``: the partition's (second, meter) pairs so far,
+    which make ``new_meters`` (both carried over from the partition's earlier batches).
+    ``version=1``: what releases before version 2 published, the bucket's meter ids instead.
+    """
     seconds: dict[int, list[float]] = {}
     regions: dict[tuple[int, str], dict[str, Any]] = {}
     updates = []
@@ -83,12 +89,15 @@ def summarize(
         acc[3] = max(acc[3], reading.kwh)
         region = regions.setdefault(
             (reading.second, reading.region),
-            {"sum": 0.0, "count": 0, "max": float("-inf"), "meters": set(), "lat": 0.0, "lon": 0.0},
+            {"sum": 0.0, "count": 0, "max": float("-inf"), "meters": set(), "new": 0, "lat": 0.0, "lon": 0.0},
         )
         region["sum"] += reading.kwh
         region["count"] += 1
         region["max"] = max(region["max"], reading.kwh)
         region["meters"].add(reading.meter_id)
+        if (reading.second, reading.meter_id) not in seen:
+            seen.add((reading.second, reading.meter_id))
+            region["new"] += 1
         region["lat"] += reading.lat
         region["lon"] += reading.lon
         previous = held.get(reading.meter_id)
@@ -104,14 +113,18 @@ def summarize(
         watermark_ms=max(r.second for r in batch) * 1000,
         seconds=[SecondPartial(s, *acc) for s, acc in sorted(seconds.items())],
         regions=[
-            RegionPartial(s, name, v["sum"], v["count"], v["max"], sorted(v["meters"]), v["lat"], v["lon"], v["count"])
+            RegionPartial(s, name, v["sum"], v["count"], v["max"], v["new"], v["lat"], v["lon"], v["count"])
+            if version >= 2
+            else RegionPartial(s, name, v["sum"], v["count"], v["max"], 0, v["lat"], v["lon"], v["count"], sorted(v["meters"]))
             for (s, name), v in sorted(regions.items())
         ],
         meters=updates,
     )
 
 
-def make_summaries(readings: list[Reading], partitions: int, batch: int, topic: str = "t") -> list[Summary]:
+def make_summaries(
+    readings: list[Reading], partitions: int, batch: int, topic: str = "t", version: int = 2
+) -> list[Summary]:
     """Chained summaries per partition, interleaved across partitions in arrival order."""
     by_partition: dict[int, list[Reading]] = defaultdict(list)
     for reading in readings:
@@ -119,9 +132,10 @@ def make_summaries(readings: list[Reading], partitions: int, batch: int, topic: 
     per_partition: list[list[Summary]] = []
     for partition, items in sorted(by_partition.items()):
         held: dict[str, str] = {}
+        seen: set[tuple[int, str]] = set()
         chain = []
         for start in range(0, len(items), batch):
-            summary = summarize(topic, partition, start, items[start : start + batch], held)
+            summary = summarize(topic, partition, start, items[start : start + batch], held, seen, version)
             summary.chained = start > 0
             chain.append(summary)
         per_partition.append(chain)

@@ -50,8 +50,9 @@ DLQ_REASON_HEADER = "smartgrid-error"
 """Header on every dead-lettered record: why it was rejected."""
 DLQ_SOURCE_HEADER = "smartgrid-source"
 """Header on every dead-lettered record: ``topic/partition/offset`` it came from."""
-SUMMARY_VERSION = 1
-"""Contract version of the summaries this release writes and the newest it reads."""
+SUMMARY_VERSION = 2
+"""Contract version of the summaries this release writes and the newest it reads. 2: a region
+partial carries ``new_meters`` (a count) where 1 carried the bucket's meter ids (still read)."""
 ROLLUP_VERSION = 1
 """Contract version of the rollups this release writes and the newest it reads."""
 
@@ -98,8 +99,13 @@ class SecondPartial:
 
 @dataclass(slots=True)
 class RegionPartial:
-    """Readings of one batch in one (second, region); ``meters`` = distinct meter ids in it.
+    """Readings of one batch in one (second, region).
 
+    ``new_meters``: meters whose first reading of the bucket is in this batch. Every reading of a
+    meter is in one partition (Kafka is keyed by meter id), so the sum over the partition's
+    summaries is the bucket's distinct meter count: the aggregator adds counts, never ids.
+    ``meters``: the distinct meter ids of the batch, carried by version 1 summaries only (the
+    aggregator still reads them during an upgrade); empty from version 2 on.
     ``lat_sum``/``lon_sum`` over the ``geo_count`` readings that carried coordinates give the
     region's centroid for the map.
     """
@@ -109,10 +115,11 @@ class RegionPartial:
     sum_kwh: float
     count: int
     max_kwh: float
-    meters: list[str]
+    new_meters: int
     lat_sum: float
     lon_sum: float
     geo_count: int
+    meters: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -147,20 +154,29 @@ class Summary:
     # in the JSON means false.
     chained: bool = False
 
-    def to_json(self) -> bytes:
-        """Compact JSON: partials as arrays in field order (summaries are hot)."""
+    def to_json(self, version: int = SUMMARY_VERSION) -> bytes:
+        """Compact JSON: partials as arrays in field order (summaries are hot). ``version=1``
+        writes what releases before version 2 wrote (meter ids per region; for tests and the
+        benchmark's baseline)."""
+        if version == 1:
+            regions = [
+                [r.second, r.region, r.sum_kwh, r.count, r.max_kwh, r.meters, r.lat_sum, r.lon_sum, r.geo_count]
+                for r in self.regions
+            ]
+        else:
+            regions = [
+                [r.second, r.region, r.sum_kwh, r.count, r.max_kwh, r.new_meters, r.lat_sum, r.lon_sum, r.geo_count]
+                for r in self.regions
+            ]
         data: dict[str, Any] = {
-            "v": SUMMARY_VERSION,
+            "v": version,
             "topic": self.topic,
             "partition": self.partition,
             "first_offset": self.first_offset,
             "last_offset": self.last_offset,
             "watermark_ms": self.watermark_ms,
             "seconds": [[s.second, s.sum_kwh, s.count, s.min_kwh, s.max_kwh] for s in self.seconds],
-            "regions": [
-                [r.second, r.region, r.sum_kwh, r.count, r.max_kwh, r.meters, r.lat_sum, r.lon_sum, r.geo_count]
-                for r in self.regions
-            ],
+            "regions": regions,
             "meters": [
                 [m.meter_id, m.region, m.previous, m.status, m.at_ms, m.last_reading_ms]
                 for m in self.meters
@@ -174,7 +190,13 @@ class Summary:
     def from_json(cls, data: bytes | str) -> Summary:
         """Inverse of :meth:`to_json`."""
         raw: dict[str, Any] = orjson.loads(data)
-        _version(raw, "summary", SUMMARY_VERSION)
+        if _version(raw, "summary", SUMMARY_VERSION) == 1:
+            regions = [
+                RegionPartial(second, region, total, count, high, 0, lat, lon, geo, meters)
+                for second, region, total, count, high, meters, lat, lon, geo in raw["regions"]
+            ]
+        else:
+            regions = [RegionPartial(*row) for row in raw["regions"]]
         return cls(
             topic=raw["topic"],
             partition=raw["partition"],
@@ -182,7 +204,7 @@ class Summary:
             last_offset=raw["last_offset"],
             watermark_ms=raw["watermark_ms"],
             seconds=[SecondPartial(*row) for row in raw["seconds"]],
-            regions=[RegionPartial(*row) for row in raw["regions"]],
+            regions=regions,
             meters=[MeterUpdate(*row) for row in raw["meters"]],
             chained=bool(raw.get("chained", False)),
         )

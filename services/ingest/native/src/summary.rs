@@ -1,8 +1,12 @@
 //! Per-partition summaries and meter state (the `Summary` contract of `smartgrid_common.contracts`).
 //!
 //! Strings that repeat (meter ids, regions, statuses) are interned once per partition, so folding a
-//! reading allocates nothing in the steady state: buckets are keyed by `(second, region id)` and
-//! distinct meters are collected as meter indices.
+//! reading allocates nothing in the steady state: buckets are keyed by `(second, region id)`.
+//!
+//! Distinct meters per (second, region) cost no per-reading work downstream: Kafka is keyed by
+//! meter id, so every reading of a meter is folded here, and each meter remembers the event seconds
+//! it reported in over the late window ([`SeenSeconds`]). A summary carries, per bucket, the count
+//! of meters NEW to that bucket; the aggregator adds counts (exactly once, like every partial).
 
 use crate::record::Reading;
 use rustc_hash::FxHashMap;
@@ -20,8 +24,8 @@ struct RegionAcc {
     sum: f64,
     count: u64,
     max: f64,
-    /// Meter indices with a reading in the bucket (deduplicated when the summary is written).
-    meters: Vec<u32>,
+    /// Meters whose first reading of this bucket's second is in this batch (see [`SeenSeconds`]).
+    new_meters: u64,
     lat_sum: f64,
     lon_sum: f64,
     geo_count: u64,
@@ -50,20 +54,80 @@ impl Labels {
     }
 }
 
-/// What the partition knows of a meter: the status it last reported, when, and whether it has
-/// since gone silent for longer than the offline threshold (in event time).
+/// What the partition knows of a meter: the status it last reported, when, whether it has since
+/// gone silent for longer than the offline threshold (in event time), and the seconds it reported in.
 struct Meter {
     region: u32,
     status: u32,
     last_ms: i64,
     silent: bool,
+    seen: SeenSeconds,
 }
 
-/// Meter state as stored in a checkpoint: names, not indices (indices are per process).
+/// The event seconds a meter reported in, as a ring of bits over the `64 * bits.len()` seconds up
+/// to `upto` (the newest second it reported in). The ring is at least the late window long: an
+/// older reading counts in no live bucket (`PartitionState::fold`), so every reading that counts is
+/// inside the ring and a meter is counted once per (second, region) bucket, whatever the batches,
+/// summaries, restarts (the ring is in the checkpoint) or replays.
+#[derive(Clone, Default)]
+struct SeenSeconds {
+    upto: Option<i64>,
+    bits: Vec<u64>,
+}
+
+impl SeenSeconds {
+    /// Words of a ring that covers `late_window_ms` and the newest second itself.
+    fn words_for(late_window_ms: i64) -> usize {
+        (late_window_ms.div_euclid(1000) as usize + 2).div_ceil(64)
+    }
+
+    fn bit(&mut self, second: i64) -> (usize, u64) {
+        let span = (self.bits.len() * 64) as i64;
+        let slot = second.rem_euclid(span) as usize;
+        (slot / 64, 1u64 << (slot % 64))
+    }
+
+    /// Mark `second`; true when the meter had no reading in it yet.
+    fn mark(&mut self, second: i64, words: usize) -> bool {
+        if self.bits.len() != words {
+            // First reading, or another late window: start afresh (counts may repeat once).
+            self.bits = vec![0; words];
+            self.upto = None;
+        }
+        let span = (words * 64) as i64;
+        match self.upto {
+            Some(upto) if second <= upto - span => return true, // beyond the ring: cannot tell
+            Some(upto) if second > upto => {
+                if second - upto >= span {
+                    self.bits.iter_mut().for_each(|word| *word = 0);
+                } else {
+                    for old in upto + 1..second {
+                        let (word, mask) = self.bit(old);
+                        self.bits[word] &= !mask;
+                    }
+                    let (word, mask) = self.bit(second);
+                    self.bits[word] &= !mask;
+                }
+                self.upto = Some(second);
+            }
+            Some(_) => {}
+            None => self.upto = Some(second),
+        }
+        let (word, mask) = self.bit(second);
+        let new = self.bits[word] & mask == 0;
+        self.bits[word] |= mask;
+        new
+    }
+}
+
+/// Meter state as stored in a checkpoint: names, not indices (indices are per process). `seen`
+/// (absent in checkpoints of releases before it) holds each meter's ring as `(upto, words)`.
 #[derive(Serialize, Deserialize)]
 struct Snapshot {
     watermark_ms: Option<i64>,
     meters: HashMap<String, (String, String, i64, bool)>,
+    #[serde(default)]
+    seen: HashMap<String, (i64, Vec<u64>)>,
 }
 
 /// State of one partition: meters, event-time watermark, and the accumulators of the open batch.
@@ -123,10 +187,12 @@ impl PartitionState {
     pub fn restore(bytes: &[u8]) -> Result<Self, serde_json::Error> {
         let snapshot: Snapshot = serde_json::from_slice(bytes)?;
         let mut state = PartitionState { watermark_ms: snapshot.watermark_ms, ..Default::default() };
+        let mut seen = snapshot.seen;
         for (meter_id, (region, status, last_ms, silent)) in snapshot.meters {
             let region = state.labels.id(&region);
             let status = state.labels.id(&status);
-            state.add_meter(&meter_id, Meter { region, status, last_ms, silent });
+            let ring = seen.remove(&meter_id).map_or_else(SeenSeconds::default, |(upto, bits)| SeenSeconds { upto: Some(upto), bits });
+            state.add_meter(&meter_id, Meter { region, status, last_ms, silent, seen: ring });
         }
         Ok(state)
     }
@@ -142,7 +208,13 @@ impl PartitionState {
                 (self.meter_names[index].clone(), value)
             })
             .collect();
-        serde_json::to_vec(&Snapshot { watermark_ms: self.watermark_ms, meters }).expect("serializable")
+        let seen = self
+            .meters
+            .iter()
+            .enumerate()
+            .filter_map(|(index, m)| m.seen.upto.map(|upto| (self.meter_names[index].clone(), (upto, m.seen.bits.clone()))))
+            .collect();
+        serde_json::to_vec(&Snapshot { watermark_ms: self.watermark_ms, meters, seen }).expect("serializable")
     }
 
     fn add_meter(&mut self, meter_id: &str, meter: Meter) -> u32 {
@@ -192,7 +264,8 @@ impl PartitionState {
         let clock_skew = self.labels.id(CLOCK_SKEW);
         let index = match self.meter_index.get(reading.meter_id.as_ref()) {
             None => {
-                let index = self.add_meter(&reading.meter_id, Meter { region, status, last_ms: time_ms, silent: false });
+                let meter = Meter { region, status, last_ms: time_ms, silent: false, seen: SeenSeconds::default() };
+                let index = self.add_meter(&reading.meter_id, meter);
                 if !suppressed {
                     self.touched.entry(index).or_insert(None);
                 }
@@ -216,11 +289,13 @@ impl PartitionState {
                 index
             }
         };
+        // Marked for replayed readings too: they rebuild what the published summaries counted.
+        let second = floor_second(time_ms);
+        let new_to_second = self.meters[index as usize].seen.mark(second, SeenSeconds::words_for(late_window_ms));
         if suppressed {
             return true;
         }
         let value = reading.consumption_kwh;
-        let second = floor_second(time_ms);
         let acc = self.seconds.entry(second).or_insert(SecondAcc { sum: 0.0, count: 0, min: f64::INFINITY, max: f64::NEG_INFINITY });
         acc.sum += value;
         acc.count += 1;
@@ -230,7 +305,7 @@ impl PartitionState {
             sum: 0.0,
             count: 0,
             max: f64::NEG_INFINITY,
-            meters: Vec::new(),
+            new_meters: 0,
             lat_sum: 0.0,
             lon_sum: 0.0,
             geo_count: 0,
@@ -238,7 +313,7 @@ impl PartitionState {
         bucket.sum += value;
         bucket.count += 1;
         bucket.max = bucket.max.max(value);
-        bucket.meters.push(index);
+        bucket.new_meters += u64::from(new_to_second);
         if let (Some(lat), Some(lon)) = (reading.latitude, reading.longitude) {
             bucket.lat_sum += lat;
             bucket.lon_sum += lon;
@@ -258,7 +333,8 @@ impl PartitionState {
         let heard_ms = self.watermark_ms.unwrap_or(fallback_ms);
         let index = match self.meter_index.get(reading.meter_id.as_ref()) {
             None => {
-                let index = self.add_meter(&reading.meter_id, Meter { region, status, last_ms: heard_ms, silent: false });
+                let meter = Meter { region, status, last_ms: heard_ms, silent: false, seen: SeenSeconds::default() };
+                let index = self.add_meter(&reading.meter_id, meter);
                 if !suppressed {
                     self.touched.entry(index).or_insert(None);
                 }
@@ -341,7 +417,7 @@ impl PartitionState {
     fn summary_json(&mut self, topic: &str, partition: i32, first_offset: i64, last_offset: i64, chained: bool) -> Vec<u8> {
         let mut out = Vec::with_capacity(256 + self.seconds.len() * 64 + self.regions.len() * 128 + self.touched.len() * 80);
         // "v": the contract version (smartgrid_common.contracts.SUMMARY_VERSION).
-        out.extend_from_slice(b"{\"v\":1,\"topic\":");
+        out.extend_from_slice(b"{\"v\":2,\"topic\":");
         push_str(&mut out, topic);
         out.extend_from_slice(b",\"partition\":");
         push_int(&mut out, partition as i64);
@@ -392,16 +468,9 @@ impl PartitionState {
             push_int(&mut out, acc.count as i64);
             out.push(b',');
             push_f64(&mut out, acc.max);
-            out.extend_from_slice(b",[");
-            acc.meters.sort_unstable();
-            acc.meters.dedup();
-            for (j, meter) in acc.meters.iter().enumerate() {
-                if j > 0 {
-                    out.push(b',');
-                }
-                push_str(&mut out, &names[*meter as usize]);
-            }
-            out.extend_from_slice(b"],");
+            out.push(b',');
+            push_int(&mut out, acc.new_meters as i64);
+            out.push(b',');
             push_f64(&mut out, acc.lat_sum);
             out.push(b',');
             push_f64(&mut out, acc.lon_sum);

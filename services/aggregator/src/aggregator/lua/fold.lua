@@ -161,7 +161,8 @@ local function apply_block(i)
   local nr = tonumber(ARGV[i]); i = i + 1
   for _ = 1, nr do
     local second, region = ARGV[i], ARGV[i + 1]
-    local k_meters = tonumber(ARGV[i + 8])
+    local new_meters = tonumber(ARGV[i + 8])
+    local k_meters = tonumber(ARGV[i + 9])
     if tonumber(second) > horizon then
       redis.call('HINCRBY', stats_key, 'future_regions', 1)
     elseif tonumber(second) < latest - region_ttl then
@@ -179,10 +180,17 @@ local function apply_block(i)
         redis.call('HINCRBYFLOAT', geo_key, 'lon:' .. region, ARGV[i + 6])
         redis.call('HINCRBY', geo_key, 'n:' .. region, ARGV[i + 7])
       end
+      -- Version 2 summaries: meters new to the bucket, counted by ingest (one partition per
+      -- meter), so distinct meters cost one HINCRBY per bucket, not a set insert per reading.
+      if new_meters > 0 then
+        redis.call('HINCRBY', key, 'mc:' .. region, new_meters)
+      end
+      -- Version 1 summaries (an ingest not yet upgraded): the bucket's meter ids, deduplicated
+      -- in a set kept for the late window.
       if k_meters > 0 then
         local set_key = P .. ':rmet:' .. second .. ':' .. region
         local ids = {}
-        for id in string.gmatch(ARGV[i + 9], '[^\n]+') do
+        for id in string.gmatch(ARGV[i + 10], '[^\n]+') do
           ids[#ids + 1] = id
           if #ids == 1000 then
             redis.call('SADD', set_key, unpack(ids))
@@ -199,7 +207,7 @@ local function apply_block(i)
       redis.call('EXPIRE', key, region_ttl)
       redis.call('SADD', dirty_key, second)
     end
-    i = i + 10
+    i = i + 11
   end
   local nu = tonumber(ARGV[i]); i = i + 1
   for _ = 1, nu do
