@@ -3,9 +3,15 @@
 Folds pre-built chained summaries straight through the fold script (no stream, no HTTP), so the
 figure is the Lua fold itself; the baseline in the same run is one summary per EVALSHA, against
 groups of SMARTGRID_AGGREGATOR_FOLD_GROUP-like sizes (the one-by-one path) and merged folds of a
-whole read (the path the aggregator takes when every summary continues its partition). Run on purpose:
+whole read (the path the aggregator takes when every summary continues its partition).
 
-    uv run python bench/bench_aggregator.py [--meters 2000] [--seconds 30] [--batch 1000]
+``--scale`` measures the aggregator's whole path per read (JSON parse, merge, one EVALSHA) at the
+shape of 1M readings/s: 32 partitions, summaries of 250 ms (7,812 readings each), 100k meters, 20
+regions; today's summaries (version 2: new-meter counts per bucket) next to the previous ones
+(version 1: the bucket's meter ids, a Redis set insert per reading), in one run. Run on purpose:
+
+    scripts/uv run python bench/bench_aggregator.py [--meters 2000] [--seconds 30] [--batch 1000]
+    scripts/uv run python bench/bench_aggregator.py --scale
 """
 
 from __future__ import annotations
@@ -17,7 +23,9 @@ import uuid
 
 from redis.asyncio import Redis
 
-from aggregator.fold import FoldConfig
+from smartgrid_common.contracts import Summary
+
+from aggregator.fold import FoldConfig, source_of
 from aggregator.store import LiveStore
 from aggregator.testing import make_readings, make_summaries
 
@@ -42,6 +50,60 @@ async def fold_rate(redis: Redis, summaries, group: int, merged: bool = False) -
     for start in range(0, len(keys), 500):
         await redis.delete(*keys[start : start + 500])
     return elapsed
+
+
+async def aggregator_path(redis: Redis, payloads: list[bytes], read: int, warmup: int = 0) -> float:
+    """Seconds the aggregator's fold path takes over ``payloads`` (summary JSON as the stream holds
+    it), ``read`` per read: parse, order by (partition, offset), one merged EVALSHA; fresh prefix.
+    The first ``warmup`` summaries are folded first, untimed (every meter's first appearance)."""
+    prefix = f"bench-agg-{uuid.uuid4().hex[:8]}"
+    store = LiveStore(redis, prefix, FoldConfig(live_ttl=86400, region_ttl=3600, late_ttl=300))
+    if warmup:
+        await store.fold_merged([Summary.from_json(data) for data in payloads[:warmup]])
+    began = time.perf_counter()
+    for start in range(warmup, len(payloads), read):
+        chunk = sorted((Summary.from_json(data) for data in payloads[start : start + read]),
+                       key=lambda s: (source_of(s), s.first_offset))
+        if not await store.fold_merged(chunk):
+            raise RuntimeError("a merged fold was refused: the benchmark's summaries do not chain")
+    elapsed = time.perf_counter() - began
+    keys = [key async for key in redis.scan_iter(f"{prefix}:*", count=1000)]
+    for start in range(0, len(keys), 500):
+        await redis.delete(*keys[start : start + 500])
+    return elapsed
+
+
+SCALE_TARGET = 5_000_000  # readings represented per second: 5x headroom for 1M readings/s
+
+
+async def scale(redis_url: str, meters: int = 100_000, regions: int = 20, partitions: int = 32,
+                seconds: int = 20, rate: int = 1_000_000, interval: float = 0.25, faulty: float = 0.01) -> dict:
+    """Readings/s the aggregator's path represents with version 2 and version 1 summaries, in the
+    steady state: every meter known (the first summary of each partition is folded untimed),
+    ``faulty`` of the meters reporting fault (each re-report is a meter update, as from ingest)."""
+    batch = int(rate / partitions * interval)
+    readings = make_readings(meters, seconds, int(time.time()) - seconds, seed=1, regions=regions, faulty_share=faulty)
+    print(f"{len(readings):,} readings, {meters:,} meters ({faulty:.0%} faulty), {regions} regions, {partitions} "
+          f"partitions, summaries of {batch:,} readings ({interval * 1000:.0f} ms of a partition at {rate:,} readings/s)")
+    redis = Redis.from_url(redis_url)
+    out: dict = {}
+    try:
+        for version, label in ((1, "version 1 (meter ids, sets)"), (2, "version 2 (new-meter counts)")):
+            summaries = make_summaries(readings, partitions, batch, version=version)
+            payloads = [summary.to_json(version=version) for summary in summaries]
+            timed = sum(sum(part.count for part in summary.seconds) for summary in summaries[partitions:])
+            # The median of three runs: the box is shared, and one run takes well under a second.
+            runs = sorted([await aggregator_path(redis, payloads, MERGED, warmup=partitions) for _ in range(3)])
+            elapsed = runs[1]
+            out[version] = timed / elapsed
+            print(f"{label:<30} {len(payloads) - partitions:>5} summaries  {elapsed:6.2f} s (median of "
+                  f"{', '.join(f'{run:.2f}' for run in runs)})  {out[version]:14,.0f} readings/s")
+    finally:
+        await redis.aclose()
+    ratio = out[2] / out[1]
+    verdict = "met" if out[2] >= SCALE_TARGET else "NOT met"
+    print(f"version 2 / version 1: x{ratio:.1f}; target >= {SCALE_TARGET:,} readings/s on one Redis and one aggregator: {verdict}")
+    return out
 
 
 GROUPS = (1, 5, 20)  # summaries per EVALSHA; 20 is SMARTGRID_AGGREGATOR_FOLD_GROUP's default
@@ -93,8 +155,12 @@ async def main() -> None:
     parser.add_argument("--partitions", type=int, default=8)
     parser.add_argument("--batch", type=int, default=1000, help="readings per summary (one ingest batch)")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--scale", action="store_true", help="the aggregator's path at the shape of 1M readings/s")
     args = parser.parse_args()
-    await measure(args.meters, args.seconds, args.partitions, args.batch, args.redis)
+    if args.scale:
+        await scale(args.redis)
+    else:
+        await measure(args.meters, args.seconds, args.partitions, args.batch, args.redis)
 
 
 if __name__ == "__main__":

@@ -41,11 +41,28 @@ class Reading:
     lon: float
 
 
-def make_readings(meters: int, seconds: int, start: int, seed: int = 7, late_share: float = 0.05) -> list[Reading]:
-    """Readings in arrival order: each meter reports about once a second; some arrive late."""
+def region_centres(count: int) -> dict[str, tuple[float, float]]:
+    """``count`` regions: the five named ones, then ``region-NN`` spread over the same country."""
+    centres = dict(list(REGIONS.items())[:count])
+    for index in range(len(centres), count):
+        centres[f"region-{index:02d}"] = (58.0 + (index * 0.37) % 6, 5.0 + (index * 0.91) % 7)
+    return centres
+
+
+def make_readings(
+    meters: int, seconds: int, start: int, seed: int = 7, late_share: float = 0.05, regions: int = len(REGIONS),
+    faulty_share: float | None = None,
+) -> list[Reading]:
+    """Readings in arrival order: each meter reports about once a second; some arrive late.
+
+    Statuses flip at random (4% of readings are not ok: a stress of the status counts), or, with
+    ``faulty_share``, stick to each meter as in the field (that share of meters reports fault).
+    """
     rng = random.Random(seed)
-    regions = list(REGIONS)
-    home = {f"m{index:05d}": regions[index % len(regions)] for index in range(meters)}
+    centres = region_centres(regions)
+    names = list(centres)
+    home = {f"m{index:05d}": names[index % len(names)] for index in range(meters)}
+    faulty = set() if faulty_share is None else {m for m in home if rng.random() < faulty_share}
     readings = []
     for offset in range(seconds):
         for meter, region in home.items():
@@ -54,8 +71,11 @@ def make_readings(meters: int, seconds: int, start: int, seed: int = 7, late_sha
             second = start + offset
             if offset > 3 and rng.random() < late_share:
                 second -= rng.randint(1, 3)
-            status = "ok" if rng.random() > 0.04 else rng.choice(["fault", "offline"])
-            lat, lon = REGIONS[region]
+            if faulty_share is None:
+                status = "ok" if rng.random() > 0.04 else rng.choice(["fault", "offline"])
+            else:
+                status = "fault" if meter in faulty else "ok"
+            lat, lon = centres[region]
             readings.append(
                 Reading(meter, region, second, round(rng.uniform(0.0, 3.0), 6), status,
                         lat + rng.uniform(-0.2, 0.2), lon + rng.uniform(-0.2, 0.2))
@@ -80,7 +100,10 @@ def summarize(
     """
     seconds: dict[int, list[float]] = {}
     regions: dict[tuple[int, str], dict[str, Any]] = {}
-    updates = []
+    # Like ingest: one update per meter per batch, from its status before the batch to its last
+    # reading's, when that changed it or is not ok.
+    touched: dict[str, str | None] = {}
+    latest: dict[str, Reading] = {}
     for reading in batch:
         acc = seconds.setdefault(reading.second, [0.0, 0, float("inf"), float("-inf")])
         acc[0] += reading.kwh
@@ -100,11 +123,15 @@ def summarize(
             region["new"] += 1
         region["lat"] += reading.lat
         region["lon"] += reading.lon
-        previous = held.get(reading.meter_id)
+        touched.setdefault(reading.meter_id, held.get(reading.meter_id))
+        latest[reading.meter_id] = reading
+        held[reading.meter_id] = reading.status
+    updates = []
+    for meter, previous in touched.items():
+        reading = latest[meter]
         if previous != reading.status or reading.status != "ok":
             at_ms = reading.second * 1000
-            updates.append(MeterUpdate(reading.meter_id, reading.region, previous, reading.status, at_ms, at_ms))
-        held[reading.meter_id] = reading.status
+            updates.append(MeterUpdate(meter, reading.region, previous, reading.status, at_ms, at_ms))
     return Summary(
         topic=topic,
         partition=partition,
