@@ -112,7 +112,7 @@ def test_summary_args_start_with_their_own_length_and_keep_floats_exact():
     assert int(args[0]) == len(args)
     assert args[1:6] == ["1", "t:3", "10", "19", "0"]
     assert "0.1" in args and "m1\nm2" in args  # meter ids: one argument
-    assert args[-5:] == ["m1", "a,b", "fault", "5", "4"]
+    assert args[-6:] == ["m1", "a,b", "fault", "5", "4", "1"]
     full = fold_args("p", FoldConfig(86400, 3600, 300, max_clock_skew=60), [[s], [s]], now=1000.5)
     assert full[:6] == ["p", "86400", "3600", "300", "1060", "2"] and len(full) == 6 + 2 * len(args)
 

@@ -77,7 +77,8 @@ def block_args(seconds: list[SecondPartial], regions: list[RegionPartial], meter
     Layout: ``n`` + n*5 second fields, ``n`` + n*5 minute fields, ``n`` + per region (second,
     region, sum, count, max, lat_sum, lon_sum, geo_count, new meters, k, the k meter ids of a
     version 1 summary joined by line breaks, which no tag value can hold: one argument, not k),
-    ``n`` + n*5 meter update fields (meter, region, status, at_ms, last_reading_ms).
+    ``n`` + n*6 meter update fields (meter, region, status, at_ms, last_reading_ms, 1 when the
+    summary's partition saw the meter for the first time).
     """
     body: list[str] = [str(len(seconds))]
     for s in seconds:
@@ -93,7 +94,7 @@ def block_args(seconds: list[SecondPartial], regions: list[RegionPartial], meter
         body += [str(len(r.meters)), "\n".join(r.meters)]
     body.append(str(len(meters)))
     for u in meters:
-        body += [u.meter_id, u.region, u.status, str(u.at_ms), str(u.last_reading_ms)]
+        body += [u.meter_id, u.region, u.status, str(u.at_ms), str(u.last_reading_ms), "1" if u.previous is None else "0"]
     return body
 
 

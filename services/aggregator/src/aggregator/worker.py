@@ -43,6 +43,12 @@ class Metrics:
             registry=registry,
         )
         self.rollups = Counter("aggregator_rollups_emitted_total", "Rollup messages emitted", registry=registry)
+        self.meters_new_again = Gauge(
+            "aggregator_meters_new_again",
+            "Meter updates that a partition reported as a new meter while the meter was known: readings of "
+            "one meter on several partitions (not keyed by meter_id), or an ingest that lost its meter state",
+            registry=registry,
+        )
         self.errors = Counter("aggregator_redis_errors_total", "Failed Redis round trips", registry=registry)
 
 
@@ -64,6 +70,7 @@ class Aggregator:
         # Summaries this release cannot read: never acknowledged (the partition's chain waits).
         self.unreadable = Unreadable("summary", log, forget_after=3 * settings.claim_idle)
         self.last_progress = time.monotonic()
+        self.meters_new_again_seen = 0  # the fold's count when this replica last looked
         self.redis_ok = False
         self.stopping = asyncio.Event()
 
@@ -176,6 +183,19 @@ class Aggregator:
                 extra={"source": source_of(summary), "first": summary.first_offset, "last": summary.last_offset},
             )
 
+    async def check_meters_new_again(self) -> None:
+        """Export the fold's count of meters reported new while known, and warn when it grows."""
+        count = int((await self.store.stats()).get(b"meters_new_again", 0))
+        if count > self.meters_new_again_seen:
+            log.warning(
+                "meters reported as new by a partition while known from before: readings of one meter arrive "
+                "on several Kafka partitions (key the topic by meter_id), or an ingest lost its meter state; "
+                "distinct-meter counts then count such a meter once per partition",
+                extra={"meters_new_again": count, "since_last_check": count - self.meters_new_again_seen},
+            )
+        self.meters_new_again_seen = count
+        self.metrics.meters_new_again.set(count)
+
     async def run_emit(self) -> None:
         """Every emit interval, flush the dirty buckets to the rollups stream."""
         lock_ms = max(1, int(self.settings.emit_interval * 1000) - 50)
@@ -198,6 +218,7 @@ class Aggregator:
                     await self.store.discard_changes()
                 if time.monotonic() >= next_trim:
                     await trim_consumed(self.redis, self.stream)
+                    await self.check_meters_new_again()
                     next_trim = time.monotonic() + 10
                 backoff.reset()
             except asyncio.CancelledError:

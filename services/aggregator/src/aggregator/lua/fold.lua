@@ -55,8 +55,11 @@ local function alert_indexes(status, region)
   }
 end
 
-local function fold_meter(meter, region, status, at_ms, last_ms)
+local function fold_meter(meter, region, status, at_ms, last_ms, first_seen)
   local held = redis.call('HGET', meter_status_key, meter)
+  -- New to its partition, yet known: its readings arrive on several partitions (a producer that
+  -- does not key by meter_id), or an ingest lost its meter state. Counted; the aggregator warns.
+  if held and first_seen == '1' then redis.call('HINCRBY', stats_key, 'meters_new_again', 1) end
   -- Counts move from the status the aggregator holds; ingest's `previous` is informational.
   if not held then
     redis.call('HINCRBY', region_meters_key, region, 1)
@@ -211,8 +214,8 @@ local function apply_block(i)
   end
   local nu = tonumber(ARGV[i]); i = i + 1
   for _ = 1, nu do
-    fold_meter(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4])
-    i = i + 5
+    fold_meter(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5])
+    i = i + 6
   end
   if newest > latest then
     latest = newest
