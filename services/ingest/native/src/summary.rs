@@ -262,33 +262,13 @@ impl PartitionState {
         let region = self.labels.id(&reading.region);
         let status = self.labels.id(&reading.status);
         let clock_skew = self.labels.id(CLOCK_SKEW);
-        let index = match self.meter_index.get(reading.meter_id.as_ref()) {
-            None => {
-                let meter = Meter { region, status, last_ms: time_ms, silent: false, seen: SeenSeconds::default() };
-                let index = self.add_meter(&reading.meter_id, meter);
-                if !suppressed {
-                    self.touched.entry(index).or_insert(None);
-                }
-                index
-            }
-            Some(&index) => {
-                let meter = &self.meters[index as usize];
-                // The newest reading (in event time) decides the status; a late one only counts.
-                // A meter flagged for its clock is cleared by its next sane reading, late or not.
-                if time_ms >= meter.last_ms || meter.status == clock_skew {
-                    let before = self.effective(meter);
-                    if !suppressed {
-                        self.touched.entry(index).or_insert(Some(before));
-                    }
-                    let meter = &mut self.meters[index as usize];
-                    meter.status = status;
-                    meter.region = region;
-                    meter.last_ms = meter.last_ms.max(time_ms);
-                    meter.silent = false;
-                }
-                index
-            }
-        };
+        let (index, known) = self.meter_of(reading, region, status, time_ms, suppressed);
+        let meter = &self.meters[index as usize];
+        // The newest reading (in event time) decides the status; a late one only counts. A meter
+        // flagged for its clock is cleared by its next sane reading, late or not.
+        if known && (time_ms >= meter.last_ms || meter.status == clock_skew) {
+            self.report(index, region, status, time_ms, suppressed);
+        }
         // Marked for replayed readings too: they rebuild what the published summaries counted.
         let second = floor_second(time_ms);
         let new_to_second = self.meters[index as usize].seen.mark(second, SeenSeconds::words_for(late_window_ms));
@@ -331,26 +311,37 @@ impl PartitionState {
         let region = self.labels.id(&reading.region);
         let status = self.labels.id(CLOCK_SKEW);
         let heard_ms = self.watermark_ms.unwrap_or(fallback_ms);
-        let index = match self.meter_index.get(reading.meter_id.as_ref()) {
-            None => {
-                let meter = Meter { region, status, last_ms: heard_ms, silent: false, seen: SeenSeconds::default() };
-                let index = self.add_meter(&reading.meter_id, meter);
-                if !suppressed {
-                    self.touched.entry(index).or_insert(None);
-                }
-                return;
-            }
-            Some(&index) => index,
-        };
-        let meter = &self.meters[index as usize];
-        let before = self.effective(meter);
+        let (index, known) = self.meter_of(reading, region, status, heard_ms, suppressed);
+        if known {
+            self.report(index, region, status, heard_ms, suppressed);
+        }
+    }
+
+    /// The reading's meter: `(index, true)` when the partition knew it, else it is added with this
+    /// region, status and time, and reported as new unless the reading was published already.
+    fn meter_of(&mut self, reading: &Reading, region: u32, status: u32, at_ms: i64, suppressed: bool) -> (u32, bool) {
+        if let Some(&index) = self.meter_index.get(reading.meter_id.as_ref()) {
+            return (index, true);
+        }
+        let meter = Meter { region, status, last_ms: at_ms, silent: false, seen: SeenSeconds::default() };
+        let index = self.add_meter(&reading.meter_id, meter);
+        if !suppressed {
+            self.touched.entry(index).or_insert(None);
+        }
+        (index, false)
+    }
+
+    /// A known meter reported `status` at `at_ms`: it is heard (no longer silent), its status and
+    /// region are these now, and the open batch's summary reports it (from its status before the batch).
+    fn report(&mut self, index: u32, region: u32, status: u32, at_ms: i64, suppressed: bool) {
+        let before = self.effective(&self.meters[index as usize]);
         if !suppressed {
             self.touched.entry(index).or_insert(Some(before));
         }
         let meter = &mut self.meters[index as usize];
         meter.status = status;
         meter.region = region;
-        meter.last_ms = meter.last_ms.max(heard_ms);
+        meter.last_ms = meter.last_ms.max(at_ms);
         meter.silent = false;
     }
 
