@@ -150,6 +150,12 @@ def run(rate: int, seconds: float, warmup: float, meters: int, workers: int) -> 
         print(f"  produced in the window: {produced:,} ({produced / elapsed:,.0f}/s); committed by ingest: "
               f"{committed:,} ({committed / elapsed:,.0f}/s) -> "
               f"{'sustained' if sustained else 'NOT sustained'} (>= {SUSTAINED_SHARE:.0%} of produced)")
+        inherited = " ".join(f"{k}={v}" for k, v in sorted(os.environ.items())
+                             if k.startswith(("PROCESSOR_", "INFLUXDB_", "KAFKA_", "SMARTGRID_")) and k not in ingest_env)
+        print(f"  settings from the environment: {inherited or 'none (as shipped)'}")
+        if not sustained and rate:
+            print("  WARNING: not sustained: the live path and the broker work at the produced rate, the raw path at the "
+                  "committed one, so the figures per committed reading below are overstated; use a lower --rate")
         print(f"  committed/s per 5 s interval: min {min(intervals):,.0f}, max {max(intervals):,.0f}; backlog "
               f"(produced - committed) at start {produced0 - committed0:,}, at end {produced1 - committed1:,}")
         print(f"  aggregator applied {applied1 - applied0:,} summaries in the window ({backlog_summaries:,} in the stream at the end)")

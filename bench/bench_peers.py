@@ -384,22 +384,23 @@ def main() -> int:
     median = f" (median of {args.rounds})" if args.rounds > 1 else ""
     print(f"\n== {args.records:,} records each{median}; CPU in µs per message between 10 % and 90 % stored ==")
     print(f"  {'peer':<24} {'msgs/s':>9} {'own':>7} {'(10-90)':>8} {'influxd':>8} {'own+infl':>9} {'broker':>7} {'redis':>6} "
-          f"{'all N':>6} {'x thr.':>7} {'x CPU':>6}")
+          f"{'all N':>6} {'x thr.':>7} {'x CPU':>6} {'x own':>6}")
 
     def fmt(value: float | None, spec: str) -> str:
         return "n/a" if value is None else format(value, spec)
 
     for name in peers:
         row = summary[name]
-        ratio_throughput = ratio_cpu = None
+        ratio_throughput = ratio_cpu = ratio_own = None
         if base.get("msgs_per_s") and row["msgs_per_s"]:
             ratio_throughput = row["msgs_per_s"] / base["msgs_per_s"]
             ratio_cpu = row["own_influxd"] / base["own_influxd"]
-        row["x_telegraf_throughput"], row["x_telegraf_cpu"] = ratio_throughput, ratio_cpu
+            ratio_own = row["own"] / base["own"]
+        row["x_telegraf_throughput"], row["x_telegraf_cpu"], row["x_telegraf_own_cpu"] = ratio_throughput, ratio_cpu, ratio_own
         print(f"  {LABELS[name]:<24} {fmt(row['msgs_per_s'], ',.0f'):>9} {fmt(row['own'], '.1f'):>7} {fmt(row['own_10_90'], '.1f'):>8} "
               f"{fmt(row['influxd'], '.1f'):>8} {fmt(row['own_influxd'], '.1f'):>9} {fmt(row['broker'], '.1f'):>7} "
               f"{fmt(row['redis'], '.1f'):>6} {'yes' if row['all_stored'] else 'NO':>6} "
-              f"{fmt(ratio_throughput, '.2f'):>7} {fmt(ratio_cpu, '.2f'):>6}")
+              f"{fmt(ratio_throughput, '.2f'):>7} {fmt(ratio_cpu, '.2f'):>6} {fmt(ratio_own, '.2f'):>6}")
     product = summary.get("product", {})
     met = None
     if product.get("x_telegraf_throughput") is not None and "telegraf" in summary:
@@ -408,9 +409,11 @@ def main() -> int:
         print(f"  goal: >= {THROUGHPUT_GOAL}x Telegraf's throughput and <= {CPU_GOAL}x its CPU per message (own + influxd), "
               f"all N stored: {'met' if met else 'NOT met'} (x{product['x_telegraf_throughput']:.2f} throughput, "
               f"x{product['x_telegraf_cpu']:.2f} CPU)")
+    print("  x thr., x CPU (own + influxd), x own: ratios to Telegraf in this run")
     print("  own: the peer's processes, from start to N stored less their start-up on an empty topic, per message stored;")
     print("  (10-90): own CPU in the throughput window only; influxd, broker, redis: from the first point stored to N stored;")
-    print("  broker and redis are shared servers, context only (other work on the machine lands there too)")
+    print("  broker and redis are shared servers, context only (other work on the machine lands there too); influxd's")
+    print("  cache snapshots (every ~25 MB) fall inside a slow writer's window and partly after a fast one's")
     out = {"timestamp": stamp, "command": " ".join(["bench/bench_peers.py", *sys.argv[1:]]), "cpus": psutil.cpu_count(),
            "settings": vars(args), "runs": runs, "summary": summary, "goal_met": met, "logs": str(logs)}
     bench_ingest.RESULTS.mkdir(parents=True, exist_ok=True)
