@@ -21,7 +21,9 @@ between polls). CPU per message: the peer's CPU from its start until all N are s
 start-up CPU (measured first, by running it ``--startup`` s on an empty topic), divided by N
 (a peer that reads ahead of its writes, as the product's live path does, spends much of its CPU
 before 10 % are stored, so the 10-90 % window alone would undercount it; that figure is shown too);
-influxd's from the first point stored to the last. "All N stored": the count reached N. Then the ratios against Telegraf, all from this run. With
+influxd's from the first point stored to the last. "All N stored": the count reached N. Each
+run's database is dropped as soon as it is counted, so that influxd's snapshots and compactions of
+one peer's points are not counted in the next peer's run. Then the ratios against Telegraf, all from this run. With
 ``--rounds R`` the peers run R times in turn and each figure is the median.
 
 Goal (issue 10): >= 2.5x Telegraf's throughput at <= 0.3x its CPU per message (peer + influxd).
@@ -195,10 +197,20 @@ def crossing(samples: list[tuple[float, int, dict[str, float]]], level: float) -
     return None
 
 
+def drop_database(client) -> None:
+    """Drop the run's database at once: its cache snapshots and TSM compactions would otherwise run
+    in influxd during the next peer's run and be counted there."""
+    try:
+        client.query(f'DROP DATABASE "{client.database}"', method="POST")
+    except Exception as error:  # noqa: BLE001 - the final clean-up tries again
+        print(f"  could not drop {client.database}: {error}")
+
+
 def startup_cpu(peer: Peer, seconds: float) -> float:
     """CPU seconds of ``peer``'s processes from start until ``seconds`` later, on an empty topic:
     start-up (imports, connections) and idle polling, which the measured run subtracts."""
-    bench_ingest.influx_client(INFLUX, peer.database).ensure_schema()
+    client = bench_ingest.influx_client(INFLUX, peer.database)
+    client.ensure_schema()
     account = benchlib.CpuAccount({"peer": (peer.roots, True)})
     peer.start()
     account.start()
@@ -208,6 +220,8 @@ def startup_cpu(peer: Peer, seconds: float) -> float:
     finally:
         account.close()
         peer.stop()
+        drop_database(client)
+        client.close()
 
 
 def measure(peer: Peer, records: int, servers: dict[str, benchlib.PortProcess], poll: float, stall: float,
@@ -256,6 +270,7 @@ def measure(peer: Peer, records: int, servers: dict[str, benchlib.PortProcess], 
     finally:
         account.close()
         peer.stop()
+        drop_database(client)
         client.close()
     if not samples:
         samples.append((0.0, 0, account.snapshot()))
