@@ -1,27 +1,34 @@
 """The dashboard under many viewers: API response times and the fold rate, with and without viewers.
 
 A real aggregator process (``python -m aggregator``) folds summaries from its stream in the real
-Redis while a feeder keeps a backlog in the stream (so the fold runs as fast as it can: the fold
-rate is the aggregator's capacity). Viewers, in a process of their own: ``--api-clients`` (200)
-HTTP clients, each sending one request every ``--api-interval`` (1 s) on its own keep-alive
-connection, cycling through the page's endpoints (``/api/live?seconds=3600`` and ``=60``,
-``/api/status``, ``/api/regions``, ``/api/trend``, ``/api/meters``), plus ``--sse`` (50) SSE
-streams of ``/api/stream``. Phases of ``--phase`` seconds alternate, in the same run:
+Redis. Viewers, in a process of their own: ``--api-clients`` (200) HTTP clients, each sending one
+request every ``--api-interval`` (1 s) on its own keep-alive connection, cycling through the page's
+endpoints (``/api/live?seconds=3600`` and ``=60``, ``/api/status``, ``/api/regions``, ``/api/trend``,
+``/api/meters``), plus ``--sse`` (50) SSE streams of ``/api/stream``. Phases of ``--phase`` seconds,
+in one run, each viewer phase between two idle ones (which takes out the drift of a shared machine):
 
-    idle, viewers, idle, viewers           the aggregator as shipped (views shared per interval)
-    viewers                                the same aggregator with the view cache off
-                                           (``build_app(view_ttl=0)``: one computation per request)
+1. capacity: a feeder keeps a backlog in the stream, so the fold runs as fast as it can; the fold
+   rate (summaries/s from the fold's ``applied`` counter) without viewers against with them, for
+   ``--pairs`` viewer phases; target: the drop (median over the viewer phases) at most 10%;
+   1b. control: the same viewers on a second, dashboard-only aggregator process (``build_app(
+   run_worker=False)``, same Redis) while the first one folds: the drop then is the CPU the
+   viewers and the serving take from the machine, not the fold waiting for the dashboard;
+2. a steady stream at ``--steady-rate`` readings/s (50,000: the design load): the fold keeps up
+   either way; the figure is the summaries' age when folded (stream entry to fold, from the
+   aggregator's ``aggregator_summary_age_seconds``), without viewers against with them;
+3. baseline: the same aggregator with the view cache off (``build_app(view_ttl=0)``: one
+   computation per request, each serialized on its own), viewers on a backlog as in 1.
 
-Printed: per phase the fold rate (summaries/s and readings/s, from the fold's ``applied`` counter),
-the aggregator's CPU, API p50/p99 (overall and per endpoint) and SSE updates per stream; then the
-fold rate without viewers (mean of the idle phases) against with them (mean of the viewer phases)
-and whether it drops more than 10% (target: it must not), and API p99 with the cache against
-without. Also the cost of one 3,600-second view the old way (3,600 pipelined HGETALLs and FastAPI's
-encoding) against now (window script, orjson), on the same Redis. Needs Redis (``scripts/stack
-up``; SMARTGRID_REDIS_URL); writes bench/results/dashboard-<timestamp>.json and deletes its Redis
-keys. About 3 minutes with the defaults. Run on purpose:
+Printed per phase: fold rate, CPU of the aggregator, of the viewers' process and of Redis, API
+p50/p99, SSE updates per stream, views computed per second; then API p50/p99 per endpoint with the
+views shared against the baseline, the cost of one 3,600-second view the old way (3,600 pipelined
+HGETALLs, FastAPI's encoding) against now (window script, orjson), and a summary with the verdict.
+Everything shares the machine's CPUs (Redis, the aggregator, the viewers, the feeder): on 2 CPUs
+the viewers' own process takes CPU the fold would otherwise get. Needs Redis (``scripts/stack up``;
+SMARTGRID_REDIS_URL); writes bench/results/dashboard-<timestamp>.json and deletes its Redis keys.
+About 6 minutes with the defaults. Run on purpose:
 
-    uv run --no-sync python bench/bench_dashboard.py [--api-clients 200] [--sse 50] [--phase 20]
+    uv run --no-sync python bench/bench_dashboard.py [--api-clients 200] [--sse 50] [--phase 15] [--pairs 3]
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ import asyncio
 import json
 import multiprocessing
 import os
+import queue
 import random
 import signal
 import statistics
@@ -81,16 +89,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--window", type=int, default=30, help="event seconds in one cycle of summaries (default 30)")
     parser.add_argument("--per-second", type=int, default=4,
                         help="summaries per partition per event second (default 4: a 250 ms summary interval)")
-    parser.add_argument("--no-baseline", action="store_true", help="leave out the phase with the view cache off")
-    parser.add_argument("--serve-uncached", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--steady-rate", type=float, default=50_000,
+                        help="readings/s of the steady stream of part 2 (default 50,000; 0 leaves part 2 out)")
+    parser.add_argument("--steady-pairs", type=int, default=2, help="viewer phases of part 2 (default 2)")
+    parser.add_argument("--no-baseline", action="store_true", help="leave out part 3 (the view cache off)")
+    parser.add_argument("--no-control", action="store_true",
+                        help="leave out part 1b (the viewers on a dashboard-only process while the other folds)")
+    parser.add_argument("--serve", choices=["uncached", "dashboard"], help=argparse.SUPPRESS)
     return parser
 
 
 # -- the aggregator under test ---------------------------------------------------------------------
 
 
-def serve_uncached() -> None:
-    """``python -m aggregator`` with the view cache off (every request computes its view)."""
+def serve_variant(variant: str) -> None:
+    """``python -m aggregator`` with the view cache off (``uncached``: every request computes its
+    view), or serving the dashboard without folding (``dashboard``)."""
     from smartgrid_common.health import serve
     from smartgrid_common.logs import setup_logging
     from smartgrid_common.settings import load_settings
@@ -100,17 +114,19 @@ def serve_uncached() -> None:
 
     settings = load_settings(AggregatorSettings)
     setup_logging("aggregator", settings.log_level)
-    serve(build_app(settings, view_ttl=0), settings.http_host, settings.http_port)
+    app = build_app(settings, view_ttl=0) if variant == "uncached" else build_app(settings, run_worker=False)
+    serve(app, settings.http_host, settings.http_port)
 
 
-def start_aggregator(prefix: str, port: int, log: Path, cached: bool) -> subprocess.Popen:
+def start_aggregator(prefix: str, port: int, log: Path, variant: str | None = None) -> subprocess.Popen:
+    """``python -m aggregator`` (``variant`` None) or one of :func:`serve_variant`'s, ready."""
     env = {"SMARTGRID_REDIS_URL": REDIS_URL, "SMARTGRID_REDIS_PREFIX": prefix, "SMARTGRID_HTTP_PORT": str(port),
            "SMARTGRID_HTTP_HOST": "127.0.0.1", "SMARTGRID_AGGREGATOR_CONSUMER": CONSUMER}
-    if cached:
+    if variant is None:
         process = start_service("aggregator", env, str(log))
     else:
         handle = open(log, "ab")  # noqa: SIM115 - the child owns it
-        process = subprocess.Popen([sys.executable, __file__, "--serve-uncached"], env={**os.environ, **env},
+        process = subprocess.Popen([sys.executable, __file__, "--serve", variant], env={**os.environ, **env},
                                    stdout=handle, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -157,38 +173,59 @@ def summary_cycle(args) -> tuple[list[tuple[bytes, bytes]], int]:
 
 
 class Feeder(threading.Thread):
-    """Keeps ``low``..``high`` summaries waiting in the stream (fed minus applied)."""
+    """Feeds the summaries stream: keeps ``low``..``high`` summaries waiting (fed minus applied),
+    or, with ``rate``, adds ``rate`` summaries per second whatever the fold does."""
 
-    def __init__(self, redis: Redis, prefix: str, bodies: list[tuple[bytes, bytes]], low: int = 1500,
-                 high: int = 3000) -> None:
+    def __init__(self, redis: Redis, prefix: str, bodies: list[tuple[bytes, bytes]], rate: float | None = None,
+                 low: int = 1500, high: int = 3000, first_cycle: int = 0) -> None:
         super().__init__(name="feeder", daemon=True)
-        self.redis, self.prefix, self.bodies = redis, prefix, bodies
+        self.redis, self.prefix, self.bodies, self.rate = redis, prefix, bodies, rate
+        self.base = self._applied_total()  # folded before this feeder started
         self.low, self.high = low, high
+        self.cycle = first_cycle
         self.fed = 0
         self.stopping = threading.Event()
         self.error: BaseException | None = None
+        self._index = 0
 
-    def applied(self) -> int:
+    def _applied_total(self) -> int:
         return int(self.redis.hget(f"{self.prefix}:agg:stats", "applied") or 0)
 
+    def applied(self) -> int:
+        """Summaries folded since this feeder started (earlier feeders' are folded by then)."""
+        return self._applied_total() - self.base
+
+    def _add(self, pipe, count: int) -> None:
+        for _ in range(count):
+            before, after = self.bodies[self._index]
+            pipe.xadd(summary_stream(self.prefix), {"data": before + b'"topic":"c%d"' % self.cycle + after})
+            self.fed += 1
+            self._index += 1
+            if self._index == len(self.bodies):
+                self.cycle, self._index = self.cycle + 1, 0
+
     def run(self) -> None:
-        stream = summary_stream(self.prefix)
-        cycle, index = 0, 0
         try:
-            while not self.stopping.is_set():
-                if self.fed - self.applied() > self.low:
+            if self.rate:
+                began = time.monotonic()
+                while not self.stopping.is_set():
+                    due = int((time.monotonic() - began) * self.rate) - self.fed
+                    if due > 0:
+                        pipe = self.redis.pipeline(transaction=False)
+                        self._add(pipe, due)
+                        pipe.execute()
                     time.sleep(0.02)
+                return
+            applied = self.applied()
+            while not self.stopping.is_set():
+                if self.fed - applied > self.low:
+                    time.sleep(0.02)
+                    applied = self.applied()
                     continue
                 pipe = self.redis.pipeline(transaction=False)
-                while self.fed - self.applied() < self.high and len(pipe) < 500:
-                    for _ in range(100):
-                        before, after = self.bodies[index]
-                        pipe.xadd(stream, {"data": before + b'"topic":"c%d"' % cycle + after})
-                        self.fed += 1
-                        index += 1
-                        if index == len(self.bodies):
-                            cycle, index = cycle + 1, 0
-                    pipe.execute()
+                self._add(pipe, self.high - (self.fed - applied))
+                pipe.execute()
+                applied = self.applied()
         except BaseException as error:  # noqa: BLE001 - reported by the main thread
             self.error = error
 
@@ -222,7 +259,14 @@ async def _api_client(port: int, paths: list[str], interval: float, stop: asynci
         position += 1
         began = time.monotonic()
         inflight[index] = (path, began)
-        status = await _get(reader, writer, path)
+        try:
+            status = await _get(reader, writer, path)
+        except (OSError, asyncio.IncompleteReadError):
+            # The server closed the connection (e.g. its keep-alive timeout raced the request):
+            # counted as an error; a browser would reconnect, and so does this client.
+            status = -1
+            writer.close()
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
         rows.append((path, began, time.monotonic() - began, status))
         del inflight[index]
         due = max(due + interval, loop.time())
@@ -231,15 +275,17 @@ async def _api_client(port: int, paths: list[str], interval: float, stop: asynci
 
 
 async def _sse_client(port: int, arrivals: list) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(b"GET /api/stream HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n")
-    await reader.readuntil(b"\r\n\r\n")
     token = b"event: update"
-    tail = b""
-    while chunk := await reader.read(1 << 16):
-        data = tail + chunk
-        arrivals.extend([time.monotonic()] * data.count(token))
-        tail = data[-(len(token) - 1):]  # a token cut in two is counted once, with the second part
+    while True:  # a stream the server ends is opened again, as EventSource does
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /api/stream HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n")
+        await reader.readuntil(b"\r\n\r\n")
+        tail = b""
+        while chunk := await reader.read(1 << 16):
+            data = tail + chunk
+            arrivals.extend([time.monotonic()] * data.count(token))
+            tail = data[-(len(token) - 1):]  # a token cut in two is counted once, with the second part
+        writer.close()
 
 
 async def _viewers(port: int, paths: list[str], api_clients: int, interval: float, sse: int, ready, stop_flag) -> dict:
@@ -282,53 +328,93 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-def computations(port: int) -> dict[str, float]:
+def scrape(port: int) -> tuple[dict[str, float], dict[float, float]]:
+    """(views computed so far by view, summary-age histogram: upper bound -> count) from /metrics."""
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text
-    out: dict[str, float] = {}
+    views: dict[str, float] = {}
+    ages: dict[float, float] = {}
     for line in text.splitlines():
         if line.startswith("aggregator_view_computations_total{"):
-            view = line.split('view="', 1)[1].split('"', 1)[0]
-            out[view] = float(line.rsplit(" ", 1)[1])
-    return out
+            views[line.split('view="', 1)[1].split('"', 1)[0]] = float(line.rsplit(" ", 1)[1])
+        elif line.startswith("aggregator_summary_age_seconds_bucket{"):
+            ages[float(line.split('le="', 1)[1].split('"', 1)[0])] = float(line.rsplit(" ", 1)[1])
+    return views, ages
 
 
-def phase(name: str, args, feeder: Feeder, aggregator: subprocess.Popen, port: int, viewers: bool) -> dict:
-    """One measured phase: the fold's applied counter, the aggregator's CPU and (with viewers) the
-    viewers' response times, over ``--phase`` seconds."""
+def age_percentile(before: dict[float, float], after: dict[float, float], share: float) -> float:
+    """Upper bound (s) of the histogram bucket holding the ``share`` percentile of the phase's folds."""
+    counts = sorted((bound, after[bound] - before.get(bound, 0.0)) for bound in after)
+    total = counts[-1][1] if counts else 0.0
+    for bound, cumulative in counts:
+        if total and cumulative >= share * total:
+            return bound
+    return float("nan")
+
+
+def redis_cpu(redis: Redis) -> float:
+    info = redis.info("cpu")
+    return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+
+
+def phase(name: str, args, feeder: Feeder, aggregator: subprocess.Popen, port: int, viewers: bool,
+          redis: Redis, dashboard: tuple[subprocess.Popen, int] | None = None) -> dict:
+    """One measured phase of ``--phase`` seconds: the fold's applied counter and the summaries' age,
+    CPU of the aggregator, the viewers and Redis, and (with viewers) their response times. With
+    ``dashboard`` (process, port) the viewers go to that process instead of the folding one."""
+    target = dashboard[1] if dashboard else port
     ctx = multiprocessing.get_context("spawn")
     process = None
     if viewers:
         ready, stop_flag, results = ctx.Event(), ctx.Event(), ctx.Queue()
         process = ctx.Process(target=viewers_process, name="viewers", daemon=True,
-                              args=(port, args.paths.split(","), args.api_clients, args.api_interval, args.sse, ready,
-                                    stop_flag, results))
+                              args=(target, args.paths.split(","), args.api_clients, args.api_interval, args.sse,
+                                    ready, stop_flag, results))
         process.start()
         if not ready.wait(60):
             raise RuntimeError("the viewers' process did not start")
         time.sleep(3.0)  # connections open, every view computed once
-    proc = psutil.Process(aggregator.pid)
-    views_before = computations(port)
-    cpu_before, applied_before, began = sum(proc.cpu_times()[:2]), feeder.applied(), time.monotonic()
+    parties = {"aggregator": psutil.Process(aggregator.pid)}
+    if dashboard:
+        parties["dashboard"] = psutil.Process(dashboard[0].pid)
+    if process is not None:
+        parties["viewers"] = psutil.Process(process.pid)
+    views_before, ages_before = scrape(port)
+    dash_views_before = scrape(dashboard[1])[0] if dashboard else {}
+    cpu_before = {who: sum(proc.cpu_times()[:2]) for who, proc in parties.items()}
+    redis_before, applied_before, began = redis_cpu(redis), feeder.applied(), time.monotonic()
     time.sleep(args.phase)
-    cpu_after, applied_after, ended = sum(proc.cpu_times()[:2]), feeder.applied(), time.monotonic()
-    views_after = computations(port)
+    cpu_after = {who: sum(proc.cpu_times()[:2]) for who, proc in parties.items()}
+    redis_after, applied_after, ended = redis_cpu(redis), feeder.applied(), time.monotonic()
+    views_after, ages_after = scrape(port)
+    if dashboard:
+        views_before, views_after = dash_views_before, scrape(dashboard[1])[0]
     if feeder.error:
         raise RuntimeError(f"the feeder failed: {feeder.error!r}")
-    if feeder.fed - applied_after < 100:
+    if not feeder.rate and feeder.fed - applied_after < 100:
         print(f"  warning: the backlog ran dry in phase {name}: the fold rate is the feeder's", flush=True)
     elapsed = ended - began
     out = {"phase": name, "viewers": viewers, "seconds": elapsed,
            "summaries_per_s": (applied_after - applied_before) / elapsed,
-           "aggregator_cpu": (cpu_after - cpu_before) / elapsed,
+           "cpu": {who: (cpu_after[who] - cpu_before[who]) / elapsed for who in parties},
+           "redis_cpu": (redis_after - redis_before) / elapsed,
+           "summary_age_s": {"p50": age_percentile(ages_before, ages_after, 0.50),
+                             "p99": age_percentile(ages_before, ages_after, 0.99)},
            "view_computations_per_s": {view: (views_after.get(view, 0) - views_before.get(view, 0)) / elapsed
                                        for view in views_after}}
     if process is not None:
         stop_flag.set()
-        data = results.get(timeout=120)
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                data = results.get(timeout=1)
+                break
+            except queue.Empty:
+                if not process.is_alive() or time.monotonic() > deadline:
+                    raise RuntimeError("the viewers' process failed (its traceback is above)") from None
         process.join(30)
         in_window = [row for row in data["rows"] + data["unfinished"] if began <= row[1] < ended]
         out["requests"] = len(in_window)
-        out["errors"] = sum(1 for row in in_window if row[3] not in (200, 0))
+        out["errors"] = sum(1 for row in in_window if row[3] not in (200, 0))  # 0: still waiting at the end
         out["unfinished"] = sum(1 for row in data["unfinished"] if began <= row[1] < ended)
         times = [row[2] for row in in_window]
         out["api_ms"] = {"p50": 1000 * percentile(times, 0.50), "p99": 1000 * percentile(times, 0.99),
@@ -392,8 +478,8 @@ def cleanup(redis: Redis, prefix: str) -> None:
 
 def main() -> int:
     args = build_parser().parse_args()
-    if args.serve_uncached:
-        serve_uncached()
+    if args.serve:
+        serve_variant(args.serve)
         return 0
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))  # through the finally blocks
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -405,50 +491,92 @@ def main() -> int:
     per_summary = readings / len(bodies)
     print(f"dashboard bench: {len(bodies):,} summaries per cycle ({args.window} event seconds, {args.meters:,} meters, "
           f"{args.partitions} partitions, ~{per_summary:.0f} readings each; built in {time.perf_counter() - began:.1f} s), "
-          f"a backlog kept in the stream; viewers: {args.api_clients} API clients (a request each every "
+          f"viewers: {args.api_clients} API clients (a request each every "
           f"{args.api_interval:g} s, cycling {len(args.paths.split(','))} endpoints) + {args.sse} SSE streams; {args.phase:g} s per phase; "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}", flush=True)
     aggregator = None
-    feeder = Feeder(redis, prefix, bodies)
+    feeder = None
     phases: list[dict] = []
     log = RESULTS / f"dashboard-{stamp}-aggregator.log"
-    # Viewer phases bracketed by idle ones: each is compared with the idle phases on either side,
-    # which takes out the drift of a shared machine (other work starting or stopping).
-    plan = [("idle 1", True, False)]
-    for pair in range(1, args.pairs + 1):
-        plan += [(f"viewers {pair}", True, True), (f"idle {pair + 1}", True, False)]
-    if not args.no_baseline:
-        plan += [("viewers, cache off", False, True), ("idle, cache off", False, False)]
-    try:
-        port = free_port()
-        aggregator = start_aggregator(prefix, port, log, cached=True)
-        feeder.start()
-        time.sleep(5.0)  # the fold at its pace, the stream trimmed once
-        cached = True
-        print(f"  {'phase':<20} {'summaries/s':>11} {'readings/s':>11} {'agg. CPU':>8} {'requests':>8} "
-              f"{'p50 ms':>7} {'p99 ms':>8} {'SSE/s':>6}  views computed/s", flush=True)
-        for name, want_cached, viewers in plan:
-            if want_cached != cached:
-                stop(aggregator)
-                port = free_port()
-                aggregator = start_aggregator(prefix, port, log, cached=want_cached)
-                cached = want_cached
-                time.sleep(5.0)
-            result = phase(name, args, feeder, aggregator, port, viewers)
-            result["cache"] = cached
-            result["readings_per_s"] = result["summaries_per_s"] * per_summary
+    steady = args.steady_rate / per_summary  # summaries/s of part 2
+
+    def bracketed(part: str, pairs: int) -> list[tuple[str, bool]]:
+        plan = [(f"{part} idle 1", False)]
+        for pair in range(1, pairs + 1):
+            plan += [(f"{part} viewers {pair}", True), (f"{part} idle {pair + 1}", False)]
+        return plan
+
+    def run_part(part: str, plan: list[tuple[str, bool]], cache: bool,
+                 dashboard: tuple[subprocess.Popen, int] | None = None) -> None:
+        for name, viewers in plan:
+            result = phase(name, args, feeder, aggregator, port, viewers, redis, dashboard)
+            result.update(part=part, cache=cache, readings_per_s=result["summaries_per_s"] * per_summary)
             phases.append(result)
             api = result.get("api_ms", {})
             rates = ", ".join(f"{view} {rate:.1f}" for view, rate in sorted(result["view_computations_per_s"].items()))
-            print(f"  {name:<20} {result['summaries_per_s']:>11,.0f} {result['readings_per_s']:>11,.0f} "
-                  f"{result['aggregator_cpu']:>8.2f} {result.get('requests', 0):>8,} "
-                  f"{api.get('p50', float('nan')):>7.1f} {api.get('p99', float('nan')):>8.1f} "
-                  f"{result.get('sse', {}).get('updates_per_stream_per_s', float('nan')):>6.2f}  {rates}", flush=True)
+            age = result["summary_age_s"]
+            print(f"  {name:<24} {result['summaries_per_s']:>7,.0f} {result['readings_per_s']:>9,.0f} "
+                  f"{age['p50']:>5g}/{age['p99']:<5g} {result['cpu']['aggregator']:>5.2f} "
+                  f"{result['cpu'].get('dashboard', 0.0):>5.2f} {result['cpu'].get('viewers', 0.0):>5.2f} "
+                  f"{result['redis_cpu']:>5.2f} {result.get('requests', 0):>6,} "
+                  f"{api.get('p50', float('nan')):>6.1f} {api.get('p99', float('nan')):>7.1f} "
+                  f"{result.get('sse', {}).get('updates_per_stream_per_s', float('nan')):>5.2f}  {rates}", flush=True)
             if result.get("errors") or result.get("unfinished"):
-                print(f"  {'':<20} errors {result['errors']}, unfinished at the end {result['unfinished']}")
+                print(f"  {'':<24} errors {result['errors']}, unfinished at the end {result['unfinished']}")
+
+    def new_feeder(rate: float | None) -> Feeder:
+        nonlocal feeder
+        cycle = 0
+        if feeder is not None:
+            feeder.stopping.set()
+            feeder.join(10)
+            cycle = feeder.cycle + 1  # new chains: a half-fed cycle is never continued
+            deadline = time.monotonic() + 120
+            while feeder.applied() < feeder.fed and time.monotonic() < deadline:
+                time.sleep(0.2)  # the backlog folded first
+        feeder = Feeder(redis, prefix, bodies, rate=rate, first_cycle=cycle)
+        feeder.start()
+        time.sleep(5.0)  # the fold at its pace, the stream trimmed once
+        return feeder
+
+    header = (f"  {'phase':<24} {'sum./s':>7} {'readings/s':>9} {'age p50/p99 s':>11} {'CPU: agg':>5} {'dash.':>5} "
+              f"{'view.':>5} "
+              f"{'redis':>5} {'req.':>6} {'p50 ms':>6} {'p99 ms':>7} {'SSE/s':>5}  views computed/s")
+    try:
+        port = free_port()
+        aggregator = start_aggregator(prefix, port, log)
+        print("\n== 1. Capacity: a backlog in the stream, the fold as fast as it goes ==", flush=True)
+        print(header, flush=True)
+        new_feeder(None)
+        run_part("capacity", bracketed("capacity", args.pairs), cache=True)
+        if not args.no_control:
+            print("\n== 1b. Control: the same viewers on a dashboard-only process (no fold in it), a backlog as in 1 ==",
+                  flush=True)
+            print(header, flush=True)
+            dash_port = free_port()
+            dash = start_aggregator(prefix, dash_port, log, "dashboard")
+            try:
+                run_part("control", [("control viewers", True), ("control idle", False)], cache=True,
+                         dashboard=(dash, dash_port))
+            finally:
+                stop(dash)
+        if args.steady_rate:
+            print(f"\n== 2. A steady stream: {args.steady_rate:,.0f} readings/s ({steady:,.0f} summaries/s) ==", flush=True)
+            print(header, flush=True)
+            new_feeder(steady)
+            run_part("steady", bracketed("steady", args.steady_pairs), cache=True)
+        if not args.no_baseline:
+            print("\n== 3. Baseline: the view cache off, a backlog as in 1 ==", flush=True)
+            print(header, flush=True)
+            stop(aggregator)
+            port = free_port()
+            aggregator = start_aggregator(prefix, port, log, "uncached")
+            new_feeder(None)
+            run_part("baseline", [("cache off, viewers", True), ("cache off, idle", False)], cache=False)
     finally:
-        feeder.stopping.set()
-        feeder.join(10)
+        if feeder is not None:
+            feeder.stopping.set()
+            feeder.join(10)
         stop(aggregator)
 
     try:
@@ -458,25 +586,31 @@ def main() -> int:
 
     for index, result in enumerate(phases):
         if result["viewers"]:
-            around = [p["summaries_per_s"] for p in (phases[index - 1], phases[index + 1])]
+            # the idle phases on either side (the control's first neighbour is capacity's last idle)
+            same = (result["part"], "capacity" if result["part"] == "control" else result["part"])
+            before = phases[index - 1] if index and phases[index - 1]["part"] in same else None
+            after = phases[index + 1] if index + 1 < len(phases) and phases[index + 1]["part"] in same else None
+            around = [p["summaries_per_s"] for p in (before, after) if p is not None]
             result["idle_around"] = statistics.mean(around)
             result["drop_percent"] = 100.0 * (1 - result["summaries_per_s"] / result["idle_around"])
-    shared = [p for p in phases if p["viewers"] and p["cache"]]
-    baseline = next((p for p in phases if p["viewers"] and not p["cache"]), None)
+    capacity = [p for p in phases if p["part"] == "capacity"]
+    shared = [p for p in capacity if p["viewers"]]
+    baseline = next((p for p in phases if p["part"] == "baseline" and p["viewers"]), None)
     drop = statistics.median(p["drop_percent"] for p in shared)
-    without = statistics.median(p["summaries_per_s"] for p in phases if not p["viewers"] and p["cache"])
+    without = statistics.median(p["summaries_per_s"] for p in capacity if not p["viewers"])
     with_viewers = statistics.median(p["summaries_per_s"] for p in shared)
-    on_times = [t for p in shared for t in p.pop("_times")]
-    shared_by_path = [p.pop("_by_path") for p in shared]
-    on_by_path = {path: [t for by_path in shared_by_path for t in by_path[path]] for path in args.paths.split(",")}
+    viewer_phases = [p for p in phases if p["viewers"] and p["part"] in ("capacity", "steady")]
+    on_times = [t for p in viewer_phases for t in p.pop("_times")]
+    on_by_path_all = [p.pop("_by_path") for p in viewer_phases]
+    on_by_path = {path: [t for by_path in on_by_path_all for t in by_path[path]] for path in args.paths.split(",")}
     off_times = baseline.pop("_times") if baseline else []
     off_by_path = baseline.pop("_by_path") if baseline else {}
 
     def ms(times: list[float], share: float) -> float:
         return 1000 * percentile(times, share)
 
-    print(f"\n  API response times by endpoint, p50 / p99 ms: views shared (viewer phases pooled)"
-          f"{'   |   one computation per request' if baseline else ''}")
+    print(f"\n  API response times by endpoint, p50 / p99 ms: views shared (every viewer phase of 1 and 2)"
+          f"{'   |   cache off (3)' if baseline else ''}")
     for path in args.paths.split(","):
         line = f"    {path:<34} {ms(on_by_path[path], 0.5):>8.1f} / {ms(on_by_path[path], 0.99):>8.1f}"
         if baseline:
@@ -485,28 +619,48 @@ def main() -> int:
     print(f"\n  one /api/live?seconds=3600 body: old way (3,600 pipelined HGETALLs + FastAPI encoding) "
           f"{cost['old_ms']:.1f} ms, now (window script + orjson) {cost['new_ms']:.1f} ms (best of 5)")
     print("\n== Summary ==")
-    print(f"  fold rate without viewers (median of idle phases)       {without:>8,.0f} summaries/s "
+    print(f"  1. fold rate without viewers (median of idle phases)    {without:>8,.0f} summaries/s "
           f"{without * per_summary:>10,.0f} readings/s")
-    print(f"  fold rate with {args.api_clients} API + {args.sse} SSE viewers (median)     {with_viewers:>8,.0f} summaries/s "
+    print(f"     fold rate with {args.api_clients} API + {args.sse} SSE viewers (median)  {with_viewers:>8,.0f} summaries/s "
           f"{with_viewers * per_summary:>10,.0f} readings/s")
     per_phase = ", ".join(f"{p['drop_percent']:.1f}" for p in shared)
     verdict = "met" if drop <= DROP_LIMIT else "NOT met"
-    print(f"  fold rate drop with viewers (median; per phase: {per_phase} %)  {drop:.1f} %  "
+    print(f"     fold rate drop with viewers (median of {per_phase} %)   {drop:.1f} %  "
           f"(target <= {DROP_LIMIT:.0f} %: {verdict})")
+    control = next((p for p in phases if p["part"] == "control" and p["viewers"]), None)
+    if control:
+        print(f"  1b. fold rate drop with the same viewers on a dashboard-only process   {control['drop_percent']:.1f} %  "
+              f"(the share of the drop that is CPU taken on this machine, not the fold waiting for the dashboard)")
+    steady_out = None
+    if args.steady_rate:
+        part = [p for p in phases if p["part"] == "steady"]
+        idle = [p for p in part if not p["viewers"]]
+        busy = [p for p in part if p["viewers"]]
+        steady_out = {
+            "fed_summaries_per_s": steady,
+            "idle_summaries_per_s": statistics.median(p["summaries_per_s"] for p in idle),
+            "viewers_summaries_per_s": statistics.median(p["summaries_per_s"] for p in busy),
+            "idle_age_p99_s": max(p["summary_age_s"]["p99"] for p in idle),
+            "viewers_age_p99_s": max(p["summary_age_s"]["p99"] for p in busy),
+        }
+        print(f"  2. steady {args.steady_rate:,.0f} readings/s: folded {steady_out['idle_summaries_per_s']:,.0f} summaries/s "
+              f"without viewers, {steady_out['viewers_summaries_per_s']:,.0f} with them (fed {steady:,.0f}); "
+              f"summary age p99 <= {steady_out['idle_age_p99_s']:g} s without, <= {steady_out['viewers_age_p99_s']:g} s with")
     on_p50, on_p99 = ms(on_times, 0.5), ms(on_times, 0.99)
     print(f"  API p50 / p99, views shared                             {on_p50:>8.1f} / {on_p99:.1f} ms "
           f"({len(on_times):,} requests)")
     out_baseline = None
     if baseline:
         off_p50, off_p99 = ms(off_times, 0.5), ms(off_times, 0.99)
-        print(f"  API p50 / p99, one computation per request (cache off)  {off_p50:>8.1f} / {off_p99:.1f} ms "
-              f"({len(off_times):,} requests; p99 x{off_p99 / on_p99:.1f} of the shared views')")
-        print(f"  fold rate drop with viewers, cache off                  {baseline['drop_percent']:>8.1f} %")
+        print(f"  API p50 / p99, cache off (one computation per request)  {off_p50:>8.1f} / {off_p99:.1f} ms "
+              f"({len(off_times):,} requests; p50 x{off_p50 / on_p50:.1f}, p99 x{off_p99 / on_p99:.1f})")
+        print(f"  3. fold rate drop with viewers, cache off               {baseline['drop_percent']:>8.1f} %")
         out_baseline = {"api_p50_ms": off_p50, "api_p99_ms": off_p99, "drop_percent": baseline["drop_percent"]}
     out = {"timestamp": stamp, "cpus": os.cpu_count(), "settings": vars(args), "readings_per_summary": per_summary,
            "phases": phases, "old_and_new_view_cost": cost, "fold_without_viewers": without,
            "fold_with_viewers": with_viewers, "drop_percent": drop, "api_p50_ms": on_p50, "api_p99_ms": on_p99,
-           "cache_off": out_baseline, "met": drop <= DROP_LIMIT}
+           "control_drop_percent": control["drop_percent"] if control else None,
+           "steady": steady_out, "cache_off": out_baseline, "met": drop <= DROP_LIMIT}
     path = RESULTS / f"dashboard-{stamp}.json"
     path.write_text(json.dumps(out, indent=1))
     print(f"\n  wrote {path.relative_to(ROOT)}")

@@ -1,8 +1,9 @@
 """The aggregator's HTTP face: health, metrics, the dashboard API, its SSE stream and the page.
 
-The lifespan starts the fold and emit loops; the routes only read Redis and shape with views.
-Each dashboard view is computed once per quarter of the SSE interval for every client asking for
-it (``viewcache``), serialized once, and the SSE streams all push the same snapshot.
+The lifespan starts the fold and emit loops (in a thread of their own: ``worker_thread``); the
+routes only read Redis and shape with views. Each dashboard view is computed once per quarter of
+the SSE interval for every client asking for it (``viewcache``), serialized once, and the SSE
+streams all push the same snapshot.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from aggregator.settings import AggregatorSettings
 from aggregator.store import LiveStore
 from aggregator.viewcache import Broadcast, ViewCache
 from aggregator.worker import Aggregator, Metrics
+from aggregator.worker_thread import WorkerThread
 
 log = logging.getLogger("aggregator.app")
 
@@ -66,7 +68,10 @@ def build_app(settings: AggregatorSettings, run_worker: bool = True, view_ttl: f
     )
     store = LiveStore(redis, settings.redis_prefix, config)
     registry = CollectorRegistry()
-    worker = Aggregator(redis, store, settings, Metrics(registry))
+    # The fold runs on its own loop and Redis client (worker_thread.py); ``store`` serves the pages.
+    fold_redis = connect(settings)
+    worker = Aggregator(fold_redis, LiveStore(fold_redis, settings.redis_prefix, config), settings, Metrics(registry))
+    worker_thread = WorkerThread(worker, fold_redis)
     computed = Counter(
         "aggregator_view_computations_total",
         "Dashboard views computed from Redis (each one serves every request of its interval)",
@@ -79,29 +84,33 @@ def build_app(settings: AggregatorSettings, run_worker: bool = True, view_ttl: f
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        tasks = []
         if run_worker:
-            tasks = [asyncio.create_task(worker.run_fold()), asyncio.create_task(worker.run_emit())]
+            worker_thread.start()
         else:
             worker.redis_ok = True
         # The server waits for open responses before it stops: end the event streams when it starts.
-        tasks.append(asyncio.create_task(finish_streams_on_stop()))
+        finisher = asyncio.create_task(finish_streams_on_stop())
         log.info("aggregator started", extra={"consumer": settings.consumer, "prefix": settings.redis_prefix})
         try:
             yield
         finally:
-            worker.stopping.set()
             await stream.close()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            finisher.cancel()
+            if run_worker:
+                await asyncio.to_thread(worker_thread.stop, 10.0)
+            else:
+                await fold_redis.aclose()
             await redis.aclose()
 
     async def finish_streams_on_stop() -> None:
         await app.state.stopping.wait()
         stream.finish()
 
-    app = create_app("aggregator", worker.ready, lifespan=lifespan, registry=registry)
+    def ready() -> tuple[bool, str]:
+        alive, reason = worker_thread.alive()
+        return worker.ready() if alive else (False, reason)
+
+    app = create_app("aggregator", ready, lifespan=lifespan, registry=registry, alive=worker_thread.alive)
     app.state.store = store
     app.state.worker = worker
 
