@@ -39,9 +39,8 @@ class WorkerThread(threading.Thread):
     def run(self) -> None:
         try:
             asyncio.run(self._main())
-        except BaseException:
+        except BaseException:  # logged here; /healthz reports the dead thread (alive())
             log.exception("the fold and emit loops stopped unexpectedly")
-            raise
 
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -61,6 +60,8 @@ class WorkerThread(threading.Thread):
 
     def stop(self, timeout: float) -> None:
         """Stop both loops and wait (at most ``timeout`` seconds) for the thread to end."""
+        if self.ident is None:  # never started (the app served without folding)
+            return
         if self._running.wait(timeout) and self._loop is not None and self._stop_event is not None:
             try:
                 self._loop.call_soon_threadsafe(self._stop_event.set)
