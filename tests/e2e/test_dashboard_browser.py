@@ -94,6 +94,7 @@ def test_dashboard_shows_the_live_state_and_is_screenshotted(tmp_path):
         assert 'class="open-line"' in live_chart
         assert text_of(dom, "status-ok") == f"{truth['status'].get('ok', 0):,}"
         assert text_of(dom, "status-fault") == f"{truth['status'].get('fault', 0):,}"
+        assert text_of(dom, "status-clock_skew") == f"{truth['status'].get('clock_skew', 0):,}"
         assert text_of(dom, "meters-total") == f"{sum(truth['status'].values()):,}"
         assert text_of(dom, "alerts-total") == f"{len(truth['alerts'])} meters"
         assert len(re.findall(r'<circle[^>]*class="region"', dom)) == 5

@@ -93,7 +93,7 @@ function renderLive(live) {
 
 function renderStatus(status) {
   $("meters-total").textContent = fmt(status.total, 0);
-  for (const name of ["ok", "fault", "offline"]) $(`status-${name}`).textContent = fmt(status.counts[name] || 0, 0);
+  for (const name of ["ok", "fault", "offline", "clock_skew"]) $(`status-${name}`).textContent = fmt(status.counts[name] || 0, 0);
   const names = Object.keys(status.counts).filter((name) => name !== "ok");
   if (names.join() !== state.statuses.join()) {
     state.statuses = names;
