@@ -25,6 +25,7 @@ from redis.asyncio import Redis
 from smartgrid_common.health import create_app
 
 from aggregator import views
+from aggregator.fastpath import SharedViewsFastPath, int_param
 from aggregator.fold import FoldConfig
 from aggregator.settings import AggregatorSettings
 from aggregator.store import LiveStore
@@ -142,6 +143,37 @@ def build_app(settings: AggregatorSettings, run_worker: bool = True, view_ttl: f
 
         return await shared(("status",), compute)
 
+    async def trend() -> bytes:
+        async def compute() -> dict[str, Any]:
+            end = await store.latest_second()
+            if end is None:
+                return views.trend_view(None, TREND_MINUTES, [])
+            end_minute = end - end % 60
+            rows = await store.minutes(end_minute - 60 * (TREND_MINUTES - 1), TREND_MINUTES)
+            return views.trend_view(end_minute, TREND_MINUTES, rows, views.newest_complete_second(end, time.time()))
+
+        return await shared(("trend",), compute, long=True)
+
+    async def meters(status: str | None, region: str | None, page: int, page_size: int) -> bytes:
+        async def compute() -> dict[str, Any]:
+            total, records = await store.alerts(status, region, (page - 1) * page_size, page_size)
+            return views.meters_view(total, page, page_size, records)
+
+        return await shared(("meters", status, region, page, page_size), compute)
+
+    async def regions() -> bytes:
+        async def compute() -> list[dict[str, Any]]:
+            end = await store.latest_second()
+            window = [] if end is None else await store.region_seconds(end - REGION_WINDOW_S + 1, end)
+            geo, known = await store.region_facts()
+            rows = views.regions_view(window, geo, known, REGION_WINDOW_S)
+            alerts = await store.alert_counts([row["region"] for row in rows])
+            for row, count in zip(rows, alerts, strict=True):
+                row["alerts"] = int(count)
+            return rows
+
+        return await shared(("regions",), compute)
+
     @app.get("/api/live", tags=["dashboard"], response_model=dict[str, Any])
     async def api_live(seconds: int = Query(60, ge=1, le=3600, description="How many seconds")) -> Response:
         """Consumption per event second for the last N seconds up to the newest folded second.
@@ -154,16 +186,7 @@ def build_app(settings: AggregatorSettings, run_worker: bool = True, view_ttl: f
     async def api_trend() -> Response:
         """The 24-hour trend: one point per event minute (1440 points); ``complete``: the newest
         complete minute."""
-
-        async def compute() -> dict[str, Any]:
-            end = await store.latest_second()
-            if end is None:
-                return views.trend_view(None, TREND_MINUTES, [])
-            end_minute = end - end % 60
-            rows = await store.minutes(end_minute - 60 * (TREND_MINUTES - 1), TREND_MINUTES)
-            return views.trend_view(end_minute, TREND_MINUTES, rows, views.newest_complete_second(end, time.time()))
-
-        return json_response(await shared(("trend",), compute, long=True))
+        return json_response(await trend())
 
     @app.get("/api/meters", tags=["dashboard"], response_model=dict[str, Any])
     async def api_meters(
@@ -173,28 +196,12 @@ def build_app(settings: AggregatorSettings, run_worker: bool = True, view_ttl: f
         page_size: int = Query(50, ge=1, le=500),
     ) -> Response:
         """Faulty and offline meters (every status but ok), newest first, paginated."""
-
-        async def compute() -> dict[str, Any]:
-            total, records = await store.alerts(status or None, region or None, (page - 1) * page_size, page_size)
-            return views.meters_view(total, page, page_size, records)
-
-        return json_response(await shared(("meters", status or None, region or None, page, page_size), compute))
+        return json_response(await meters(status or None, region or None, page, page_size))
 
     @app.get("/api/regions", tags=["dashboard"], response_model=list[dict[str, Any]])
     async def api_regions() -> Response:
         """Regions for the map: centroid, consumption over the last minute, meters, rank."""
-
-        async def compute() -> list[dict[str, Any]]:
-            end = await store.latest_second()
-            window = [] if end is None else await store.region_seconds(end - REGION_WINDOW_S + 1, end)
-            geo, known = await store.region_facts()
-            rows = views.regions_view(window, geo, known, REGION_WINDOW_S)
-            alerts = await store.alert_counts([row["region"] for row in rows])
-            for row, count in zip(rows, alerts, strict=True):
-                row["alerts"] = int(count)
-            return rows
-
-        return json_response(await shared(("regions",), compute))
+        return json_response(await regions())
 
     @app.get("/api/status", tags=["dashboard"], response_model=dict[str, Any])
     async def api_status() -> Response:
@@ -225,4 +232,34 @@ def build_app(settings: AggregatorSettings, run_worker: bool = True, view_ttl: f
         return FileResponse(str(STATIC.joinpath("index.html")))
 
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+
+    # The polled endpoints' plain queries skip FastAPI's per-request machinery (fastpath.py); the
+    # routes above stay for everything else and for /docs. Same views, same bytes.
+    async def fast_live(params: dict[str, str]) -> bytes | None:
+        seconds = int_param(params, "seconds", 60, 1, 3600)
+        return None if seconds is None else await live(seconds)
+
+    async def fast_meters(params: dict[str, str]) -> bytes | None:
+        page = int_param(params, "page", 1, 1, 2**31)
+        page_size = int_param(params, "page_size", 50, 1, 500)
+        if page is None or page_size is None:
+            return None
+        return await meters(params.get("status") or None, params.get("region") or None, page, page_size)
+
+    async def fast_status(_: dict[str, str]) -> bytes:
+        return await status()
+
+    async def fast_trend(_: dict[str, str]) -> bytes:
+        return await trend()
+
+    async def fast_regions(_: dict[str, str]) -> bytes:
+        return await regions()
+
+    app.add_middleware(
+        SharedViewsFastPath,
+        handlers={"/api/live": fast_live, "/api/meters": fast_meters, "/api/status": fast_status,
+                  "/api/trend": fast_trend, "/api/regions": fast_regions},
+        params={"/api/live": frozenset({"seconds"}), "/api/meters": frozenset({"status", "region", "page", "page_size"}),
+                "/api/status": frozenset(), "/api/trend": frozenset(), "/api/regions": frozenset()},
+    )
     return app
