@@ -372,7 +372,7 @@ def phase(name: str, args, feeder: Feeder, aggregator: subprocess.Popen, port: i
         process.start()
         if not ready.wait(60):
             raise RuntimeError("the viewers' process did not start")
-        time.sleep(3.0)  # connections open, every view computed once
+        time.sleep(5.0)  # connections open, every view computed once, the first bursts over
     parties = {"aggregator": psutil.Process(aggregator.pid)}
     if dashboard:
         parties["dashboard"] = psutil.Process(dashboard[0].pid)
