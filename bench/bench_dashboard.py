@@ -138,6 +138,7 @@ def start_aggregator(prefix: str, port: int, log: Path, variant: str | None = No
         if process.poll() is not None:
             raise RuntimeError(f"the aggregator exited ({process.returncode}); see {log}")
         time.sleep(0.2)
+    stop(process)  # not handed to the caller: it would outlive the run
     raise RuntimeError(f"the aggregator did not get ready; see {log}")
 
 
