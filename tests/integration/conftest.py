@@ -7,6 +7,8 @@ even when the test's own assertions pass.
 
 from __future__ import annotations
 
+import uuid
+
 import httpx
 import pytest
 import redis as redis_client
@@ -54,6 +56,21 @@ def stack() -> None:
         redis_client.Redis.from_url(REDIS).ping()
     except Exception as error:  # noqa: BLE001
         pytest.fail(f"the local stack is not running: start it with `scripts/stack up` ({error})")
+
+
+@pytest.fixture
+def redis(stack) -> redis_client.Redis:
+    """A client of the stack's Redis (``stack`` fails the test, saying what to start, if it is down)."""
+    return redis_client.Redis.from_url(REDIS)
+
+
+@pytest.fixture
+def prefix(redis):
+    """A Redis key prefix of the test's own; its keys are deleted afterwards."""
+    name = f"test-{uuid.uuid4().hex[:8]}"
+    yield name
+    for key in redis.scan_iter(f"{name}:*", count=1000):
+        redis.delete(key)
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import os
 import random
 import signal
 import time
-import uuid
 from pathlib import Path
 
 import httpx
@@ -33,24 +32,6 @@ from aggregator.testing import (
 pytestmark = pytest.mark.integration
 
 START = int(time.time()) - 120
-
-
-@pytest.fixture
-def redis() -> Redis:
-    client = Redis.from_url(os.environ.get("SMARTGRID_REDIS_URL", "redis://127.0.0.1:6379/0"))
-    try:
-        client.ping()
-    except Exception as error:  # noqa: BLE001
-        pytest.fail(f"Redis is not running: start the stack with `scripts/stack up` ({error})")
-    return client
-
-
-@pytest.fixture
-def prefix(redis: Redis):
-    name = f"test-agg-{uuid.uuid4().hex[:8]}"
-    yield name
-    for key in redis.scan_iter(f"{name}:*", count=1000):
-        redis.delete(key)
 
 
 def aggregator_env(prefix: str, port: int, consumer: str) -> dict[str, str]:

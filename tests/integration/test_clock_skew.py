@@ -17,7 +17,7 @@ from simulator import produce
 from smartgrid_common.contracts import DLQ_REASON_HEADER
 
 from ingest_harness import BROKERS, read_topic
-from test_pipeline_e2e import dataset, now_ms, pipeline, redis, truth_from_topic  # noqa: F401 - fixtures
+from test_pipeline_e2e import dataset, now_ms, pipeline, truth_from_topic  # noqa: F401 - fixtures
 from test_writer_influx import query
 
 pytestmark = pytest.mark.integration

@@ -9,10 +9,8 @@ command counts are server-wide, so the bounds on them leave room for whatever el
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import time
-import uuid
 
 import httpx
 import pytest
@@ -24,20 +22,6 @@ from aggregator.views import COMPLETE_GRACE_S
 
 pytestmark = pytest.mark.integration
 
-REDIS_URL = os.environ.get("SMARTGRID_REDIS_URL", "redis://127.0.0.1:6379/0")
-
-
-@pytest.fixture
-def redis(stack) -> Redis:
-    return Redis.from_url(REDIS_URL)
-
-
-@pytest.fixture
-def prefix(redis: Redis):
-    name = f"test-dash-{uuid.uuid4().hex[:8]}"
-    yield name
-    for key in redis.scan_iter(f"{name}:*", count=1000):
-        redis.delete(key)
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from test_pipeline_e2e import now_ms, pipeline, produce_to, reading, redis, wait_until  # noqa: F401 - fixtures
+from test_pipeline_e2e import now_ms, pipeline, produce_to, reading, wait_until  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.integration
 

@@ -30,7 +30,7 @@ from redis import Redis
 from simulator import generate_labelled, produce
 from smartgrid_common.contracts import rollup_stream, summary_stream
 
-from ingest_harness import BROKERS, REDIS, committed_offsets, end_offsets, read_topic, stack_command, wait_until
+from ingest_harness import BROKERS, committed_offsets, end_offsets, read_topic, stack_command, wait_until
 from test_writer_influx import Pipeline, explain, influx_state, matches_truth
 
 pytestmark = pytest.mark.integration
@@ -218,11 +218,6 @@ def query_fields(database: str) -> set[str]:
         for series in query(database, f"SHOW FIELD KEYS FROM aggregated_data.{measurement}"):
             types |= {v[1] for v in series["values"]}
     return types
-
-
-@pytest.fixture
-def redis() -> Redis:
-    return Redis.from_url(REDIS)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from simulator import produce
 from smartgrid_common.contracts import rollup_stream, summary_stream
 
 from ingest_harness import BROKERS
-from test_pipeline_e2e import dataset, now_ms, pipeline, redis  # noqa: F401 - fixtures
+from test_pipeline_e2e import dataset, now_ms, pipeline  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ from aggregator.testing import free_port
 from simulator import produce
 
 from ingest_harness import BROKERS
-from test_pipeline_e2e import all_committed, dataset, invalid_of, now_ms, pipeline, redis, truth_from_topic, wait_until  # noqa: F401
+from test_pipeline_e2e import all_committed, dataset, invalid_of, now_ms, pipeline, truth_from_topic, wait_until  # noqa: F401
 
 pytestmark = pytest.mark.integration
 

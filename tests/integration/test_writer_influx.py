@@ -29,17 +29,6 @@ START = int(time.time()) - 300
 
 
 @pytest.fixture
-def redis() -> Redis:
-    client = Redis.from_url(os.environ.get("SMARTGRID_REDIS_URL", "redis://127.0.0.1:6379/0"))
-    try:
-        client.ping()
-        httpx.get(f"{INFLUX}/ping", timeout=3)
-    except Exception as error:  # noqa: BLE001
-        pytest.fail(f"the stack is not running: start it with `scripts/stack up` ({error})")
-    return client
-
-
-@pytest.fixture
 def names(redis: Redis):
     tag = uuid.uuid4().hex[:8]
     prefix, database = f"test-wr-{tag}", f"test_wr_{tag}"
