@@ -24,7 +24,6 @@ Redis keys it created. Run on purpose, with the stack up (``scripts/stack up``):
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -213,10 +212,7 @@ def main() -> int:
     result = run(args.rate, args.seconds, args.warmup, args.meters, args.workers)
     result["command"] = " ".join(["bench/bench_capacity.py", *sys.argv[1:]])
     result["timestamp"] = stamp
-    bench_ingest.RESULTS.mkdir(parents=True, exist_ok=True)
-    path = bench_ingest.RESULTS / f"capacity-{stamp}.json"
-    path.write_text(json.dumps(result, indent=2, default=str))
-    print(f"results: {path}")
+    benchlib.save_results("capacity", stamp, result)
     return 0
 
 

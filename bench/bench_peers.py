@@ -36,7 +36,6 @@ context only. Writes bench/results/peers-<timestamp>.json; removes what it creat
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import statistics
@@ -431,10 +430,7 @@ def main() -> int:
     print("  cache snapshots (every ~25 MB) fall inside a slow writer's window and partly after a fast one's")
     out = {"timestamp": stamp, "command": " ".join(["bench/bench_peers.py", *sys.argv[1:]]), "cpus": psutil.cpu_count(),
            "settings": vars(args), "runs": runs, "summary": summary, "goal_met": met, "logs": str(logs)}
-    bench_ingest.RESULTS.mkdir(parents=True, exist_ok=True)
-    path = bench_ingest.RESULTS / f"peers-{stamp}.json"
-    path.write_text(json.dumps(out, indent=2, default=str))
-    print(f"results: {path}")
+    benchlib.save_results("peers", stamp, out)
     return 0
 
 

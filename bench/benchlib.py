@@ -15,6 +15,7 @@ Service start-up, topics and clean-up come from ``tests/integration/ingest_harne
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -26,6 +27,8 @@ from urllib.parse import urlparse
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+"""Where every benchmark writes its JSON results and logs (git-ignored)."""
 
 
 def listener(port: int) -> psutil.Process | None:
@@ -140,3 +143,12 @@ def start_simulator(brokers: str, topic: str, rate: float, meters: int, duration
          "--meters", str(meters), "--duration", f"{duration_s:.0f}s", "--seed", str(seed)],
         cwd=ROOT, env={**os.environ, "SMARTGRID_LOG_LEVEL": "WARNING"}, stdout=handle, stderr=subprocess.STDOUT,
     )
+
+
+def save_results(kind: str, stamp: str, result: dict) -> Path:
+    """Write a benchmark's results to ``bench/results/<kind>-<stamp>.json`` and say where."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{kind}-{stamp}.json"
+    path.write_text(json.dumps(result, indent=2, default=str))
+    print(f"results: {path}")
+    return path
