@@ -1,32 +1,52 @@
 """InfluxDB 1.x client shared by the services that write: schema set-up, batched writes, retries.
 
+One node or the data nodes of a cluster (InfluxDB Enterprise, InfluxDB Cluster): ``INFLUXDB_URL``
+lists them, comma-separated. Writes go to the nodes in turn; a node that refuses the connection or
+answers 5xx is left out for a while (its own backoff: ``INFLUXDB_RETRY_INTERVAL`` doubling to
+30 s) and its share goes to the others within the same attempt. Only when every node fails does a
+write raise :class:`InfluxUnavailable`.
+
 A write either succeeds, or raises :class:`InfluxUnavailable` (server down, 5xx, auth, missing
 database: worth retrying, never a reason to drop data), or comes back with the points InfluxDB
-REJECTED (400/413). Rejected points are found by splitting the batch in halves until single lines
-remain: re-sending accepted points is harmless because InfluxDB overwrites a point with the same
-series and timestamp.
+REJECTED: a 400/413 from one node, or a cluster's 500 ``partial write: ... dropped=N`` (a field
+type conflict there). Rejected points are found by splitting the batch in halves until single
+lines remain: re-sending accepted points is harmless because InfluxDB overwrites a point with the
+same series and timestamp.
+
+A cluster's bare 500 ``partial write`` means "stored, but not on as many replicas as the write
+consistency asks" (a data node is down; hinted handoff delivers the rest when it is back). With
+``any``/``one`` it is a success. With ``quorum``/``all`` it is retried like an unavailable
+InfluxDB (backoff, ``on_retry``) up to ``INFLUXDB_MAX_RETRIES`` times, then accepted as stored:
+it is counted (``under_replicated``) and logged, never retried forever nor dropped.
+
+URLs are shown (logs, errors, /readyz) without their userinfo.
 """
 
 from __future__ import annotations
 
 import gzip
+import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
 import httpx
 
-from .backoff import influx_backoff
+from .backoff import Backoff, influx_backoff
 from .contracts import AGGREGATE_RETENTION, RAW_RETENTION
-from .settings import InfluxSettings
+from .settings import InfluxSettings, parse_influx_urls, redact_urls
 
 log = logging.getLogger(__name__)
 
 
 class InfluxUnavailable(Exception):
     """InfluxDB did not accept the write for a reason that retrying can fix."""
+
+
+class UnderReplicated(InfluxUnavailable):
+    """A cluster stored the points, but on fewer replicas than the write consistency asks."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,32 +62,142 @@ def split_lines(body: bytes) -> list[bytes]:
     return body.rstrip(b"\n").split(b"\n") if body else []
 
 
+@dataclass(eq=False)
+class Node:
+    """One InfluxDB HTTP endpoint (a data node of a cluster) and its circuit breaker."""
+
+    url: str  # without userinfo: the only form ever shown
+    http: httpx.Client
+    backoff: Backoff
+    out_until: float = 0.0  # monotonic time before which the node is skipped
+    reason: str = ""  # why it is out
+    failures: int = 0  # requests that failed (connection refused, timeout, 5xx)
+    writes: int = 0  # write requests it acknowledged
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def is_out(self, now: float) -> bool:
+        return now < self.out_until
+
+
+# A cluster answers 500 where one node answers 400. Seen from InfluxDB Cluster 1.8.11-c1.2.0:
+#   "write failed: partial write: field type conflict: ... dropped=1"   (the others were stored)
+#   "write failed: error code 1: write shard 2: partial write: ... dropped=1"   (via another node)
+#   "write failed: field type conflict"   (a new shard, the batch conflicts in itself: none stored)
+#   "partial write"   (stored on fewer replicas than the consistency asks: a data node is down)
+# The first three are refusals of points (found by bisection), the last is not about the points.
+def _partial_write(response: httpx.Response) -> str | None:
+    """``"refused"``, ``"under-replicated"`` or None for a 5xx that is neither (a node problem)."""
+    if response.status_code < 500:
+        return None
+    reason = _reason(response)
+    if "dropped=" in reason or "field type conflict" in reason:
+        return "refused"
+    if reason.strip() == "partial write":
+        return "under-replicated"
+    return None
+
+
 class InfluxClient:
-    """Talks to one InfluxDB 1.x HTTP endpoint; safe to share between threads."""
+    """Talks to one InfluxDB 1.x endpoint or to the data nodes of a cluster; thread-safe."""
 
     def __init__(self, settings: InfluxSettings) -> None:
         self.settings = settings
-        self.url = settings.influxdb_url.rstrip("/")
         self.database = settings.influxdb_database
-        auth = None
-        if settings.influxdb_username:
-            auth = (settings.influxdb_username, settings.influxdb_password.get_secret_value())
-        self._http = httpx.Client(
-            base_url=self.url,
-            auth=auth,
-            timeout=settings.influxdb_timeout,
-            limits=httpx.Limits(max_connections=16, max_keepalive_connections=16),
-        )
+        self.consistency = settings.influxdb_consistency
+        self.under_replicated = 0  # writes accepted below the requested consistency
+        self.nodes: list[Node] = []
+        for url, userinfo in parse_influx_urls(settings.influxdb_url):
+            auth = userinfo
+            if settings.influxdb_username:
+                auth = (settings.influxdb_username, settings.influxdb_password.get_secret_value())
+            http = httpx.Client(
+                base_url=url,
+                auth=auth,
+                timeout=settings.influxdb_timeout,
+                limits=httpx.Limits(max_connections=16, max_keepalive_connections=16),
+            )
+            self.nodes.append(Node(url, http, influx_backoff(settings)))
+        self.url = ",".join(node.url for node in self.nodes)
+        self._turn = itertools.count()
+        self._lock = threading.Lock()
 
     def close(self) -> None:
-        """Close the connection pool."""
-        self._http.close()
+        """Close the connection pools."""
+        for node in self.nodes:
+            node.http.close()
+
+    # ---- the nodes ----------------------------------------------------------------------------
+
+    def _candidates(self) -> Iterator[Node]:
+        """The nodes to try for one request: those not out, starting at the next in turn (writes
+        are spread); when every node is out, the one whose pause ends first (a probe)."""
+        now = time.monotonic()
+        start = next(self._turn) % len(self.nodes)
+        ordered = self.nodes[start:] + self.nodes[:start]
+        usable = [node for node in ordered if not node.is_out(now)]
+        if not usable:
+            usable = [min(self.nodes, key=lambda node: node.out_until)]
+        return iter(usable)
+
+    def _failed(self, node: Node, reason: str) -> None:
+        with node.lock:
+            node.failures += 1
+            delay = node.backoff.next()
+            node.out_until = time.monotonic() + delay
+            node.reason = reason
+        if len(self.nodes) > 1:
+            log.warning(
+                "influxdb node left out",
+                extra={"node": node.url, "reason": reason, "retry_in_s": delay, "attempt": node.backoff.attempts},
+            )
+
+    def _succeeded(self, node: Node) -> None:
+        if node.out_until or node.backoff.attempts:
+            with node.lock:
+                was_out = bool(node.reason)
+                node.out_until, node.reason = 0.0, ""
+                node.backoff.reset()
+            if was_out and len(self.nodes) > 1:
+                log.info("influxdb node back", extra={"node": node.url})
+
+    def _request(self, send: Callable[[httpx.Client], httpx.Response]) -> tuple[Node, httpx.Response]:
+        """Send to the next usable node; on a refused connection or a 5xx that is not about the
+        points, leave that node out and try the next. Raises InfluxUnavailable when none answers."""
+        problems = []
+        for node in self._candidates():
+            try:
+                response = send(node.http)
+            except httpx.HTTPError as error:
+                reason = f"unreachable: {redact_urls(str(error)) or type(error).__name__}"
+            else:
+                if response.status_code < 500 or _partial_write(response) is not None:
+                    self._succeeded(node)
+                    return node, response
+                reason = f"answered {response.status_code}: {redact_urls(response.text[:300])}"
+            self._failed(node, reason)
+            problems.append(f"InfluxDB at {node.url} {reason}")
+        raise InfluxUnavailable("; ".join(problems))
+
+    def nodes_out(self) -> list[tuple[str, str]]:
+        """(URL, reason) of every node currently left out."""
+        now = time.monotonic()
+        return [(node.url, node.reason) for node in self.nodes if node.is_out(now)]
+
+    def degraded(self) -> str | None:
+        """A sentence for /readyz when some nodes are out but others take the writes, else None."""
+        out = self.nodes_out()
+        if not out or len(out) == len(self.nodes):
+            return None
+        listed = "; ".join(f"{url} ({reason})" for url, reason in out)
+        return f"degraded: {len(out)} of {len(self.nodes)} InfluxDB nodes left out: {listed}"
+
+    # ---- queries and schema -------------------------------------------------------------------
 
     def ping(self) -> bool:
-        """True when InfluxDB answers /ping."""
+        """True when some node answers /ping."""
         try:
-            return self._http.get("/ping", timeout=2.0).status_code == 204
-        except httpx.HTTPError:
+            return self._request(lambda http: http.get("/ping", timeout=2.0))[1].status_code == 204
+        except InfluxUnavailable:
             return False
 
     def query(self, statement: str, database: str | None = None, method: str = "GET") -> list[dict]:
@@ -75,15 +205,12 @@ class InfluxClient:
         params = {"q": statement, "epoch": "ms"}
         if database or self.database:
             params["db"] = database or self.database
-        try:
-            if method == "POST":
-                response = self._http.post("/query", data=params)
-            else:
-                response = self._http.get("/query", params=params)
-        except httpx.HTTPError as error:
-            raise InfluxUnavailable(f"InfluxDB at {self.url} unreachable: {error}") from error
+        if method == "POST":
+            _, response = self._request(lambda http: http.post("/query", data=params))
+        else:
+            _, response = self._request(lambda http: http.get("/query", params=params))
         if response.status_code != 200:
-            raise InfluxUnavailable(f"query failed ({response.status_code}): {response.text[:300]}")
+            raise InfluxUnavailable(f"query failed ({response.status_code}): {redact_urls(response.text[:300])}")
         results = response.json().get("results", [])
         for result in results:
             if "error" in result:
@@ -91,9 +218,11 @@ class InfluxClient:
         return results
 
     def ensure_schema(self) -> None:
-        """Create the database and both retention policies, idempotently (ALTER when present)."""
+        """Create the database and both retention policies, idempotently (ALTER when present),
+        with ``SMARTGRID_INFLUXDB_REPLICATION`` (new shard groups follow an altered factor)."""
         settings = self.settings
         database = self.database
+        replication = settings.influxdb_replication
         self.query(f'CREATE DATABASE "{database}"', method="POST")
         existing = {
             row[0]
@@ -106,31 +235,60 @@ class InfluxClient:
             (settings.influxdb_aggregate_retention_policy, AGGREGATE_RETENTION, False),
         ):
             verb = "ALTER" if name in existing else "CREATE"
-            replication = "" if verb == "ALTER" else " REPLICATION 1"
-            statement = f'{verb} RETENTION POLICY "{name}" ON "{database}" DURATION {duration}{replication}'
+            statement = f'{verb} RETENTION POLICY "{name}" ON "{database}" DURATION {duration} REPLICATION {replication}'
             self.query(statement + (" DEFAULT" if default else ""), method="POST")
 
-    def _post(self, body: bytes, retention_policy: str, precision: str) -> httpx.Response:
+    # ---- writes -------------------------------------------------------------------------------
+
+    def _post(self, body: bytes, retention_policy: str, precision: str) -> tuple[Node, httpx.Response]:
         headers = {"Content-Type": "text/plain; charset=utf-8"}
         if self.settings.influxdb_gzip:
             body = gzip.compress(body, compresslevel=1)
             headers["Content-Encoding"] = "gzip"
-        params = {"db": self.database, "rp": retention_policy, "precision": precision}
-        try:
-            return self._http.post("/write", params=params, content=body, headers=headers)
-        except httpx.HTTPError as error:
-            raise InfluxUnavailable(f"InfluxDB at {self.url} unreachable: {error}") from error
+        params = {"db": self.database, "rp": retention_policy, "precision": precision, "consistency": self.consistency}
+        node, response = self._request(lambda http: http.post("/write", params=params, content=body, headers=headers))
+        if response.status_code == 204:
+            with node.lock:
+                node.writes += 1
+        return node, response
 
     def write(self, body: bytes, retention_policy: str, precision: str = "ms") -> list[Rejected]:
-        """Write a line-protocol body; returns the lines InfluxDB rejected (empty: all written)."""
+        """Write a line-protocol body; returns the lines InfluxDB rejected (empty: all written).
+
+        Raises :class:`UnderReplicated` when a cluster stored the body below a ``quorum``/``all``
+        consistency (``write_until_done`` decides how long to insist).
+        """
         if not body:
             return []
-        response = self._post(body, retention_policy, precision)
+        node, response = self._post(body, retention_policy, precision)
         if response.status_code == 204:
             return []
-        if response.status_code not in (400, 413):
-            raise InfluxUnavailable(f"write failed ({response.status_code}): {response.text[:300]}")
+        partial = _partial_write(response)
+        if partial == "under-replicated":
+            return self._under_replicated(node, response)
+        if response.status_code not in (400, 413) and partial != "refused":
+            raise InfluxUnavailable(f"write to {node.url} failed ({response.status_code}): {redact_urls(response.text[:300])}")
         return self._bisect(split_lines(body), 0, retention_policy, precision, response)
+
+    def _under_replicated(self, node: Node, response: httpx.Response) -> list[Rejected]:
+        if self.consistency in ("any", "one"):
+            self._count_under_replicated(node, response, retried=0)
+            return []
+        raise UnderReplicated(
+            f"write to {node.url} stored below consistency {self.consistency} (a data node is down?): {_reason(response)}"
+        )
+
+    def _count_under_replicated(self, node: Node, response: httpx.Response | str, retried: int) -> None:
+        with self._lock:
+            self.under_replicated += 1
+            count = self.under_replicated
+        if count == 1 or count % 100 == 0:
+            reason = response if isinstance(response, str) else _reason(response)
+            log.warning(
+                "influxdb stored a write below the requested consistency; hinted handoff completes it",
+                extra={"node": node.url if node else None, "consistency": self.consistency, "reason": reason,
+                       "retried": retried, "under_replicated_writes": count},
+            )
 
     def _bisect(
         self, lines: list[bytes], start: int, retention_policy: str, precision: str, response: httpx.Response
@@ -140,11 +298,15 @@ class InfluxClient:
         middle = len(lines) // 2
         rejected: list[Rejected] = []
         for part, offset in ((lines[:middle], start), (lines[middle:], start + middle)):
-            answer = self._post(b"\n".join(part) + b"\n", retention_policy, precision)
+            node, answer = self._post(b"\n".join(part) + b"\n", retention_policy, precision)
             if answer.status_code == 204:
                 continue
-            if answer.status_code not in (400, 413):
-                raise InfluxUnavailable(f"write failed ({answer.status_code}): {answer.text[:300]}")
+            partial = _partial_write(answer)
+            if partial == "under-replicated":  # stored: nothing in this part was refused
+                self._count_under_replicated(node, answer, retried=0)
+                continue
+            if answer.status_code not in (400, 413) and partial != "refused":
+                raise InfluxUnavailable(f"write to {node.url} failed ({answer.status_code}): {redact_urls(answer.text[:300])}")
             rejected.extend(self._bisect(part, offset, retention_policy, precision, answer))
         return rejected
 
@@ -160,13 +322,17 @@ class InfluxClient:
 
         Returns the rejected lines, or None if ``stop`` was set before the write succeeded.
         ``on_retry(attempt, error)`` is called before each wait (callers count retries and turn
-        not-ready after ``INFLUXDB_MAX_RETRIES``).
+        not-ready after ``INFLUXDB_MAX_RETRIES``). A write stored below a ``quorum``/``all``
+        consistency is retried the same way ``INFLUXDB_MAX_RETRIES`` times, then accepted.
         """
         backoff = influx_backoff(self.settings)  # one per call: concurrent writes back off apart
         while True:
             try:
                 return self.write(body, retention_policy, precision)
             except InfluxUnavailable as error:
+                if isinstance(error, UnderReplicated) and backoff.attempts >= self.settings.influxdb_max_retries:
+                    self._count_under_replicated(None, str(error), retried=backoff.attempts)
+                    return []
                 delay = backoff.next()
                 attempt = backoff.attempts
                 if on_retry:
@@ -180,11 +346,42 @@ class InfluxClient:
                     return None
 
 
+class InfluxNodeMetrics:
+    """A Prometheus collector of a client's nodes (register it: ``registry.register(...)``).
+
+    ``smartgrid_influxdb_node_up{node}`` 1 while the node takes requests, 0 while it is left out;
+    ``smartgrid_influxdb_node_failures_total{node}`` requests it failed;
+    ``smartgrid_influxdb_node_writes_total{node}`` writes it acknowledged (how writes are spread);
+    ``smartgrid_influxdb_under_replicated_writes_total`` writes stored below the consistency asked.
+    """
+
+    def __init__(self, client: InfluxClient) -> None:
+        self.client = client
+
+    def collect(self):  # noqa: ANN201 - prometheus_client's collector protocol
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        now = time.monotonic()
+        up = GaugeMetricFamily("smartgrid_influxdb_node_up", "1 while the InfluxDB node takes requests, 0 while left out", labels=["node"])
+        failures = CounterMetricFamily("smartgrid_influxdb_node_failures", "Requests an InfluxDB node failed (unreachable, 5xx)", labels=["node"])
+        writes = CounterMetricFamily("smartgrid_influxdb_node_writes", "Writes an InfluxDB node acknowledged", labels=["node"])
+        for node in self.client.nodes:
+            up.add_metric([node.url], 0.0 if node.is_out(now) else 1.0)
+            failures.add_metric([node.url], node.failures)
+            writes.add_metric([node.url], node.writes)
+        under = CounterMetricFamily(
+            "smartgrid_influxdb_under_replicated_writes",
+            "Writes an InfluxDB cluster stored below the requested consistency (hinted handoff completes them)",
+            value=self.client.under_replicated,
+        )
+        return [up, failures, writes, under]
+
+
 def _reason(response: httpx.Response) -> str:
     try:
-        return str(response.json().get("error", response.text))[:500]
+        return redact_urls(str(response.json().get("error", response.text)))[:500]
     except ValueError:
-        return response.text[:500]
+        return redact_urls(response.text)[:500]
 
 
 def wait_for(check: Callable[[], bool], timeout: float, interval: float = 0.2) -> bool:

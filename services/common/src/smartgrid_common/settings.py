@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import re
 import sys
-from typing import Annotated, Any, TypeVar
+import urllib.parse
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BeforeValidator, Field, SecretStr, ValidationError
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
@@ -35,6 +36,52 @@ def parse_duration(value: Any) -> float:
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 """A duration in seconds, read from ``500ms`` / ``1s`` / ``2m`` / ``1h`` or a number of seconds."""
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its userinfo (``http://user:secret@node:8086`` -> ``http://node:8086``).
+
+    Only what follows the scheme's ``//`` up to the first ``@`` before the host is dropped; a URL
+    without userinfo is returned as it is. For logs, errors and /readyz, which must never show a
+    password.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    authority, slash, path = rest.partition("/")
+    if "@" in authority:
+        authority = authority.rpartition("@")[2]
+    return f"{scheme}{sep}{authority}{slash}{path}"
+
+
+def redact_urls(text: str) -> str:
+    """``text`` with the userinfo of every URL in it removed (see :func:`redact_url`)."""
+    return re.sub(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s,]*@", r"\1", text)
+
+
+def parse_influx_urls(value: str) -> list[tuple[str, tuple[str, str] | None]]:
+    """The data-node URLs of ``INFLUXDB_URL`` (comma-separated), each as (URL without userinfo,
+    (user, password) from its userinfo or None). Raises ValueError saying what to write."""
+    nodes = []
+    for item in (part.strip() for part in value.split(",")):
+        if not item:
+            continue
+        parsed = urllib.parse.urlsplit(item)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ValueError(
+                f"{redact_url(item)!r} is not an InfluxDB URL: write http(s)://host:port, several separated by commas"
+            )
+        try:
+            parsed.port  # noqa: B018 - raises on a port that is not a number
+        except ValueError:
+            raise ValueError(f"{redact_url(item)!r} has a port that is not a number") from None
+        auth = None
+        if parsed.username is not None:
+            auth = (urllib.parse.unquote(parsed.username), urllib.parse.unquote(parsed.password or ""))
+        nodes.append((redact_url(item).rstrip("/"), auth))
+    if not nodes:
+        raise ValueError("no InfluxDB URL given: write http(s)://host:port, several separated by commas")
+    return nodes
 
 
 def env(name: str, default: Any = ..., **kwargs: Any) -> Any:
@@ -60,7 +107,9 @@ class InfluxSettings(BaseSettings):
 
     model_config = SettingsConfigDict(extra="ignore", case_sensitive=True)
 
-    # InfluxDB 1.x base URL, e.g. http://influxdb:8086 (several, comma-separated, to spread writes).
+    # InfluxDB 1.x base URL, e.g. http://influxdb:8086; the data nodes of a cluster comma-separated
+    # (writes are spread over them, a failing node is skipped for a while). Userinfo
+    # (http://user:password@host) is accepted as credentials and never logged.
     influxdb_url: str = env("INFLUXDB_URL", "http://127.0.0.1:8086", min_length=1)
     # Database that holds raw and aggregated data.
     influxdb_database: str = env("INFLUXDB_DATABASE", "smart_grid_monitoring", min_length=1)
@@ -87,6 +136,17 @@ class InfluxSettings(BaseSettings):
     influxdb_gzip: bool = env("SMARTGRID_INFLUXDB_GZIP", False)
     # Timeout of one HTTP request to InfluxDB.
     influxdb_timeout: Duration = env("SMARTGRID_INFLUXDB_TIMEOUT", 30.0)
+    # Write consistency asked of an InfluxDB cluster (Enterprise, InfluxDB Cluster): how many
+    # replicas must acknowledge a write (any, one, quorum, all). A single node ignores it.
+    influxdb_consistency: Literal["any", "one", "quorum", "all"] = env("SMARTGRID_INFLUXDB_CONSISTENCY", "one")
+    # Replication factor of the database and retention policies the services create (cluster).
+    influxdb_replication: int = env("SMARTGRID_INFLUXDB_REPLICATION", 1, ge=1)
+
+    @field_validator("influxdb_url")
+    @classmethod
+    def _urls(cls, value: str) -> str:
+        parse_influx_urls(value)
+        return value
 
 
 class RedisSettings(BaseSettings):
@@ -143,7 +203,8 @@ def describe_errors(error: ValidationError) -> str:
         # Only a single field's own value is shown, never a secret's, never the whole input.
         secret = any(word in name for word in ("PASSWORD", "SECRET", "TOKEN"))
         shown = "" if given is None or secret or isinstance(given, dict) or not item["loc"] else f" (got {given!r})"
-        message = item["msg"].removeprefix("Value error, ")
+        shown = redact_urls(shown)  # a URL's userinfo is a password too
+        message = redact_urls(item["msg"].removeprefix("Value error, "))
         lines.append(f"{name} is invalid{shown}: {message}" + (f"; {hint}" if hint else ""))
     return "\n".join(lines)
 

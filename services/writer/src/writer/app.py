@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 from smartgrid_common.health import create_app
-from smartgrid_common.influx import InfluxClient
+from smartgrid_common.influx import InfluxClient, InfluxNodeMetrics
 
 from writer.settings import WriterSettings
 from writer.worker import Metrics, Writer
@@ -25,6 +25,7 @@ def build_app(settings: WriterSettings) -> FastAPI:
     redis = Redis.from_url(settings.redis_url, password=password, socket_timeout=10, health_check_interval=30)
     influx = InfluxClient(settings)
     registry = CollectorRegistry()
+    registry.register(InfluxNodeMetrics(influx))  # per node: up, failures, writes
     writer = Writer(redis, influx, settings, Metrics(registry))
 
     @contextlib.asynccontextmanager

@@ -53,7 +53,8 @@ class Writer:
         self.schema_ok = False
 
     def ready(self) -> tuple[bool, str]:
-        """Not ready while Redis is unreachable or InfluxDB keeps refusing (INFLUXDB_MAX_RETRIES)."""
+        """Not ready while Redis is unreachable or InfluxDB keeps refusing (INFLUXDB_MAX_RETRIES);
+        ready but "degraded" while some of a cluster's nodes are left out."""
         if not self.redis_ok:
             return False, "redis unreachable"
         if problem := self.unreadable.problem():
@@ -63,7 +64,9 @@ class Writer:
         # As in the ingest: INFLUXDB_MAX_RETRIES failed attempts in a row make it not ready.
         if self.failed_attempts and self.failed_attempts >= self.settings.influxdb_max_retries:
             return False, f"influxdb write failing ({self.failed_attempts} attempts)"
-        return True, "writing"
+        # Ready while some InfluxDB node takes the writes; /readyz names the nodes left out.
+        degraded = self.influx.degraded()
+        return True, f"writing; {degraded}" if degraded else "writing"
 
     def _on_retry(self, attempt: int, error: Exception) -> None:
         self.failed_attempts = attempt
