@@ -79,7 +79,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- $_ := set $spec "kafka" $kafka }}
 {{- $influx := default dict $spec.influxdb }}
-{{- if and .Values.influxdb.enabled (not $influx.url) }}
+{{- if and .Values.influxdb.enabled (not $influx.url) (not $influx.urls) }}
 {{- $_ := set $influx "url" (include "smartgrid.influxdbUrl" .) }}
 {{- $_ := set $influx "database" (default .Values.influxdb.database $influx.database) }}
 {{- end }}

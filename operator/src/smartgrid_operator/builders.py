@@ -120,7 +120,10 @@ def build_config_data(spec: Spec) -> dict[str, str]:
         "PROCESSOR_ENABLE_AGGREGATIONS": str(ingest["enableAggregations"] and spec["aggregator"]["enabled"]).lower(),
         "SMARTGRID_EMIT_ROLLUPS": str(spec["writer"]["enabled"]).lower(),
         "SMARTGRID_SHUTDOWN_TIMEOUT": ingest["shutdownTimeout"],
-        "INFLUXDB_URL": influx["url"],
+        # One node, or a cluster's data nodes (the services spread writes over them).
+        "INFLUXDB_URL": ",".join(influx["urls"]) if influx.get("urls") else influx["url"],
+        "SMARTGRID_INFLUXDB_CONSISTENCY": influx["consistency"],
+        "SMARTGRID_INFLUXDB_REPLICATION": str(influx["replication"]),
         "INFLUXDB_DATABASE": influx["database"],
         "INFLUXDB_RETENTION_POLICY": influx["retentionPolicy"],
         "SMARTGRID_INFLUXDB_AGGREGATE_RETENTION_POLICY": influx["aggregateRetentionPolicy"],

@@ -333,3 +333,20 @@ def test_the_crd_schema_is_structural_every_field_typed_and_named_like_a_field()
         name = path.rsplit(".", 1)[-1].removesuffix("[]")
         assert name.isidentifier(), f"{path}: not a field name (a YAML slip?)"
         assert "type" in schema or schema.get("x-kubernetes-preserve-unknown-fields"), f"{path} has no type"
+
+
+def test_an_influxdb_cluster_is_passed_as_its_data_nodes_with_consistency_and_replication():
+    urls = ["http://data-0:8086", "http://data-1:8086", "http://data-2:8086"]
+    spec = defaulted_spec(influxdb={"urls": urls, "consistency": "quorum", "replication": 2})
+    del spec["influxdb"]["url"]  # the CRD takes url or urls, never both
+    data = builders.build_configmap("g", "n", spec)["data"]
+    assert data["INFLUXDB_URL"] == ",".join(urls)
+    assert data["SMARTGRID_INFLUXDB_CONSISTENCY"] == "quorum"
+    assert data["SMARTGRID_INFLUXDB_REPLICATION"] == "2"
+
+
+def test_one_influxdb_node_gets_consistency_one_and_replication_1_by_default():
+    data = builders.build_configmap("g", "n", defaulted_spec())["data"]
+    assert data["INFLUXDB_URL"] == "http://influxdb:8086"
+    assert data["SMARTGRID_INFLUXDB_CONSISTENCY"] == "one"
+    assert data["SMARTGRID_INFLUXDB_REPLICATION"] == "1"
