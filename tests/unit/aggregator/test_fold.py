@@ -1,10 +1,10 @@
-"""The fold's semantics (fold.py): offsets, status moves, alerts, argument layout."""
+"""The fold's semantics (fold.py): offsets, status moves, alerts (the argument records: test_records.py)."""
 
 from __future__ import annotations
 
-from smartgrid_common.contracts import MeterUpdate, RegionPartial, SecondPartial, Summary
+from smartgrid_common.contracts import MeterUpdate, SecondPartial, Summary
 
-from aggregator.fold import FoldConfig, LiveModel, Outcome, classify, fold_args, minute_partials, summary_args
+from aggregator.fold import LiveModel, Outcome, classify, minute_partials
 from aggregator.testing import ground_truth, make_readings, make_summaries
 
 
@@ -102,19 +102,6 @@ def test_minute_partials_roll_seconds_into_their_minute():
                              SecondPartial(61, 3.0, 1, 3.0, 3.0)])
     assert [(m.minute, m.sum_kwh, m.count, m.min_kwh, m.max_kwh) for m in parts] == [
         (0, 1.0, 1, 1.0, 1.0), (60, 5.0, 3, 0.5, 3.0)]
-
-
-def test_summary_args_start_with_their_own_length_and_keep_floats_exact():
-    s = Summary("t", 3, 10, 19, 0, [SecondPartial(60, 0.1, 1, 0.1, 0.1)],
-                [RegionPartial(60, "a,b", 0.1, 1, 0.1, 0, 1.5, 2.5, 1, ["m1", "m2"])],
-                [MeterUpdate("m1", "a,b", None, "fault", 5, 4)])
-    args = summary_args(s)
-    assert int(args[0]) == len(args)
-    assert args[1:6] == ["1", "t:3", "10", "19", "0"]
-    assert "0.1" in args and "m1\nm2" in args  # meter ids: one argument
-    assert args[-6:] == ["m1", "a,b", "fault", "5", "4", "1"]
-    full = fold_args("p", FoldConfig(86400, 3600, 300, max_clock_skew=60), [[s], [s]], now=1000.5)
-    assert full[:6] == ["p", "86400", "3600", "300", "1060", "2"] and len(full) == 6 + 2 * len(args)
 
 
 def test_model_of_generated_stream_equals_independent_ground_truth():

@@ -1,4 +1,5 @@
-"""Fold planning: a summary -> the flat argument block the fold Lua script consumes.
+"""Fold planning: outcomes against the watermarks, summaries merged into one block of partials
+(records.py writes them as the fold script's arguments).
 
 Also the fold's semantics in plain Python (:class:`LiveModel`): the Lua script in
 ``lua/fold.lua`` is its Redis twin. Unit tests pin the semantics on the model; integration tests
@@ -42,11 +43,6 @@ def source_of(summary: Summary) -> str:
     return f"{summary.topic}:{summary.partition}"
 
 
-def num(value: float) -> str:
-    """A float as Redis reads it back exactly (shortest round-trip repr)."""
-    return repr(float(value))
-
-
 @dataclass(slots=True)
 class MinutePartial:
     """Seconds of one summary folded into their minute (the 24-hour trend)."""
@@ -69,33 +65,6 @@ def minute_partials(seconds: Iterable[SecondPartial]) -> list[MinutePartial]:
         acc.min_kwh = min(acc.min_kwh, part.min_kwh)
         acc.max_kwh = max(acc.max_kwh, part.max_kwh)
     return sorted(minutes.values(), key=lambda m: m.minute)
-
-
-def block_args(seconds: list[SecondPartial], regions: list[RegionPartial], meters: list[MeterUpdate]) -> list[str]:
-    """Partials as the fold script reads them.
-
-    Layout: ``n`` + n*5 second fields, ``n`` + n*5 minute fields, ``n`` + per region (second,
-    region, sum, count, max, lat_sum, lon_sum, geo_count, new meters, k, the k meter ids of a
-    version 1 summary joined by line breaks, which no tag value can hold: one argument, not k),
-    ``n`` + n*6 meter update fields (meter, region, status, at_ms, last_reading_ms, 1 when the
-    summary's partition saw the meter for the first time).
-    """
-    body: list[str] = [str(len(seconds))]
-    for s in seconds:
-        body += [str(s.second), num(s.sum_kwh), str(s.count), num(s.min_kwh), num(s.max_kwh)]
-    minutes = minute_partials(seconds)
-    body.append(str(len(minutes)))
-    for m in minutes:
-        body += [str(m.minute), num(m.sum_kwh), str(m.count), num(m.min_kwh), num(m.max_kwh)]
-    body.append(str(len(regions)))
-    for r in regions:
-        body += [str(r.second), r.region, num(r.sum_kwh), str(r.count), num(r.max_kwh)]
-        body += [num(r.lat_sum), num(r.lon_sum), str(r.geo_count), str(r.new_meters)]
-        body += [str(len(r.meters)), "\n".join(r.meters)]
-    body.append(str(len(meters)))
-    for u in meters:
-        body += [u.meter_id, u.region, u.status, str(u.at_ms), str(u.last_reading_ms), "1" if u.previous is None else "0"]
-    return body
 
 
 def merge(summaries: list[Summary]) -> tuple[list[SecondPartial], list[RegionPartial], list[MeterUpdate]]:
@@ -142,25 +111,6 @@ def merge(summaries: list[Summary]) -> tuple[list[SecondPartial], list[RegionPar
     return sorted(seconds.values(), key=lambda s: s.second), merged_regions, meters
 
 
-def group_args(summaries: list[Summary]) -> list[str]:
-    """One group as the fold script reads it, its length first: the summaries' offset ranges,
-    then one block of partials (merged when there are several). Applied all or nothing."""
-    body: list[str] = [str(len(summaries))]
-    for summary in summaries:
-        body += [source_of(summary), str(summary.first_offset), str(summary.last_offset), "1" if summary.chained else "0"]
-    if len(summaries) == 1:
-        only = summaries[0]
-        body += block_args(only.seconds, only.regions, only.meters)
-    else:
-        body += block_args(*merge(summaries))
-    return [str(len(body) + 1), *body]
-
-
-def summary_args(summary: Summary) -> list[str]:
-    """One summary as a group of its own."""
-    return group_args([summary])
-
-
 @dataclass(frozen=True, slots=True)
 class FoldConfig:
     """The knobs the fold script needs, in seconds."""
@@ -172,16 +122,6 @@ class FoldConfig:
     # ingest refuses such readings already; this keeps the live view on the present even with a
     # summary from an ingest that did not.
     max_clock_skew: int = 300
-
-
-def fold_args(prefix: str, config: FoldConfig, groups: list[list[Summary]], now: float) -> list[str]:
-    """ARGV of one EVALSHA that folds ``groups`` in order, each all or nothing; ``now`` is the
-    wall clock (epoch seconds) that bounds the event seconds folded."""
-    horizon = int(now) + config.max_clock_skew
-    args = [prefix, str(config.live_ttl), str(config.region_ttl), str(config.late_ttl), str(horizon), str(len(groups))]
-    for group in groups:
-        args += group_args(group)
-    return args
 
 
 @dataclass(slots=True)

@@ -11,8 +11,9 @@ from importlib import resources
 from redis.asyncio import Redis
 from smartgrid_common.contracts import Summary, rollup_stream
 
-from aggregator.fold import FoldConfig, Outcome, fold_args
+from aggregator.fold import FoldConfig, Outcome
 from aggregator.keys import Keys
+from aggregator.records import EmitCall, emit_args, fold_args, lua_preamble
 from aggregator.views import unpack_buckets
 
 Hash = dict[bytes, bytes]
@@ -23,6 +24,11 @@ def _script(name: str) -> str:
     return resources.files("aggregator").joinpath("lua", name).read_text()
 
 
+def _record_script(name: str) -> str:
+    """A script that reads records (records.py): their declared fields and checks come first."""
+    return lua_preamble() + _script("record.lua") + _script(name)
+
+
 class LiveStore:
     """Folds summaries into Redis, emits rollups, and reads the state back."""
 
@@ -31,8 +37,8 @@ class LiveStore:
         self.prefix = prefix
         self.keys = Keys(prefix)
         self.config = config
-        self._fold = redis.register_script(_script("fold.lua"))
-        self._emit = redis.register_script(_script("emit.lua"))
+        self._fold = redis.register_script(_record_script("fold.lua"))
+        self._emit = redis.register_script(_record_script("emit.lua"))
         self._window = redis.register_script(_script("window.lua"))
 
     async def fold(self, summaries: list[Summary]) -> list[Outcome]:
@@ -51,9 +57,11 @@ class LiveStore:
     async def emit(self, owner: str, lock_ms: int, chunk: int, max_entries: int) -> tuple[int, int]:
         """Emit one rollup of dirty buckets (the stream capped near ``max_entries``); returns
         (seq or 0 = nothing / -1 = not our turn, dirty seconds left)."""
-        reply = await self._emit(
-            args=[self.prefix, rollup_stream(self.prefix), owner, lock_ms, chunk, int(time.time() * 1000), max_entries]
+        call = EmitCall(
+            prefix=self.prefix, stream=rollup_stream(self.prefix), owner=owner, lock_ms=lock_ms, max_seconds=chunk,
+            emitted_ms=int(time.time() * 1000), max_entries=max_entries,
         )
+        reply = await self._emit(args=emit_args(call))
         return int(reply[0]), int(reply[1])
 
     async def discard_changes(self) -> None:

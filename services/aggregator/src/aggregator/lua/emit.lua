@@ -2,17 +2,17 @@
 -- rollup message, and clears those marks, atomically: a crash can neither lose a change nor
 -- leave a mark for something already emitted. The JSON is built by hand from Redis' own decimal
 -- strings so no precision is lost (cjson prints 14 digits); it matches contracts.Rollup.
--- ARGV: prefix, rollup stream, lock owner, lock ms, max seconds per message, now ms, the stream's
--- MAXLEN backstop.
+-- ARGV[1]: the call, records.EmitCall (records.py declares its fields, read here by name).
 -- Returns {seq, dirty seconds left} or {-1, 0} when another replica emitted this interval.
-local P = ARGV[1]
+local args = record(ARGV[1], 'emit_call')
+local P = args.prefix
 local lock_key = P .. ':agg:emit_lock'
 -- One emission round per interval over all replicas: "at most once per bucket per interval".
-if not redis.call('SET', lock_key, ARGV[3], 'NX', 'PX', ARGV[4]) then
-  if redis.call('GET', lock_key) ~= ARGV[3] then return {-1, 0} end
+if not redis.call('SET', lock_key, args.owner, 'NX', 'PX', args.lock_ms) then
+  if redis.call('GET', lock_key) ~= args.owner then return {-1, 0} end
 end
 local dirty_key = P .. ':agg:dirty'
-local seconds = redis.call('SPOP', dirty_key, tonumber(ARGV[5]))
+local seconds = redis.call('SPOP', dirty_key, args.max_seconds)
 local status_dirty = redis.call('GETDEL', P .. ':agg:dirty_status')
 if #seconds == 0 and not status_dirty then return {0, 0} end
 local seq = redis.call('INCR', P .. ':agg:seq')
@@ -63,8 +63,8 @@ if status_dirty then
 end
 
 -- "v": the contract version (smartgrid_common.contracts.ROLLUP_VERSION).
-local data = '{"v":1,"seq":' .. seq .. ',"emitted_ms":' .. ARGV[6] .. ',"seconds":[' .. table.concat(second_rows, ',')
+local data = '{"v":1,"seq":' .. seq .. ',"emitted_ms":' .. string.format('%d', args.emitted_ms) .. ',"seconds":[' .. table.concat(second_rows, ',')
   .. '],"regions":[' .. table.concat(region_rows, ',') .. '],"status_second":' .. status_second
   .. ',"status":' .. status_json .. '}'
-redis.call('XADD', ARGV[2], 'MAXLEN', '~', ARGV[7], '*', 'data', data)
+redis.call('XADD', args.stream, 'MAXLEN', '~', args.max_entries, '*', 'data', data)
 return {seq, redis.call('SCARD', dirty_key)}
