@@ -7,9 +7,10 @@ UV ?= scripts/uv
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-install: ## Install Python deps (uv workspace, builds the Rust hot path) and the local stack
+install: ## Install Python deps (uv workspace, builds the Rust hot path) and the local stack (InfluxDB 1.8.10 and the InfluxDB Cluster built once)
 	scripts/bootstrap
 	scripts/stack install
+	scripts/stack --influxdb cluster install
 
 stack-up: ## Start Kafka, InfluxDB and Redis on 127.0.0.1 (idempotent)
 	scripts/stack up
@@ -28,6 +29,7 @@ unit: ## Unit tests only (no server needed)
 test: ## Every test: unit, integration (real Kafka/InfluxDB/Redis), browser, Kubernetes control plane
 	scripts/bootstrap
 	scripts/stack up
+	scripts/stack --influxdb cluster install
 	scripts/k8s install
 	scripts/k8s up
 	$(UV) run --no-sync pytest -m "" -q -p no:cacheprovider tests

@@ -1,0 +1,302 @@
+"""The product on a real InfluxDB Cluster (1.8.11-c1.2.0: one meta node, two data nodes).
+
+The cluster is started by ``scripts/stack --influxdb cluster`` in a state dir and on ports of its
+own (Kafka and Redis are the suite's stack). The services get both data nodes in
+``INFLUXDB_URL`` and replication 2. Every test compares with a ground truth computed from the
+records, and reads each data node's own copy (``node_id``) of the raw points:
+
+- the whole pipeline is exact, and each node holds every point;
+- a data node killed with SIGKILL mid-stream: writes go on through the other node, the writer's
+  /readyz says degraded, nothing is lost or doubled, and after its restart hinted handoff gives it
+  every point it missed;
+- the meta node down for 20 s while the stream needs new shard groups: ingest and writer hold
+  back (not ready, offsets not committed), and catch up by themselves when it is back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import test_writer_influx
+from simulator import produce
+
+from ingest_harness import BROKERS, REPO, wait_until
+from test_pipeline_e2e import FullPipeline, all_committed, dataset, event_ms, invalid_of, now_ms, truth_from_topic
+
+pytestmark = pytest.mark.integration
+
+STACK = REPO / "scripts" / "stack"
+CACHE = Path(os.environ.get("SMARTGRID_CACHE_DIR") or Path.home() / ".cache" / "smartgrid")
+
+
+class InfluxCluster:
+    """An InfluxDB Cluster run by scripts/stack in its own state dir and ports."""
+
+    def __init__(self, state: Path, port: int) -> None:
+        self.env = {
+            key: value for key, value in os.environ.items()
+            if not key.startswith(("SMARTGRID_INFLUXDB", "INFLUXDB_"))
+        } | {"SMARTGRID_STATE_DIR": str(state), "SMARTGRID_INFLUXDB": "cluster", "SMARTGRID_INFLUXDB_PORT": str(port)}
+        self.state = state
+        self.urls = [f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port + 10}"]
+        self.url = ",".join(self.urls)
+
+    def stack(self, *args: str) -> str:
+        proc = subprocess.run([str(STACK), *args], env=self.env, cwd=REPO, capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, f"scripts/stack {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
+        return proc.stdout
+
+    def node_ids(self) -> dict[str, int]:
+        """Data node id by HTTP URL (ids come from the meta node: 2 and 3 in a new cluster)."""
+        ids = {}
+        for index, url in enumerate(self.urls):
+            tcp_port = int(url.rsplit(":", 1)[1]) + 2
+            shown = subprocess.run(
+                [str(CACHE / "influxdb-cluster-1.8.11-c1.2.0" / "bin" / "influxd-ctl"),
+                 "-bind", f"127.0.0.1:{int(self.urls[0].rsplit(':', 1)[1]) + 5}", "show"],
+                capture_output=True, text=True, timeout=30,
+            ).stdout
+            for line in shown.splitlines():
+                parts = line.split()
+                if len(parts) >= 2 and parts[0].isdigit() and parts[1] == f"127.0.0.1:{tcp_port}":
+                    ids[url] = int(parts[0])
+            assert url in ids, f"data node {index + 1} not in `influxd-ctl show`:\n{shown}"
+        return ids
+
+    def query(self, database: str, statement: str, node_id: int | None = None) -> list[dict]:
+        params = {"db": database, "q": statement, "epoch": "ms"}
+        if node_id is not None:
+            params["node_id"] = str(node_id)
+        response = httpx.get(f"{self.urls[0]}/query", params=params, timeout=30)
+        result = response.json()["results"][0]
+        if "error" in result and any(m in result["error"] for m in ("not found", "shard")):
+            return []
+        assert "error" not in result, result
+        return result.get("series", [])
+
+    def raw_count(self, database: str, node_id: int | None = None) -> int:
+        series = self.query(database, "SELECT count(consumption_kwh) FROM raw_data.energy_consumption", node_id)
+        return series[0]["values"][0][1] if series else 0
+
+    def aggregate_count(self, database: str, node_id: int | None = None) -> int:
+        series = self.query(database, "SELECT count(reading_count) FROM aggregated_data.energy_consumption_aggregate", node_id)
+        return series[0]["values"][0][1] if series else 0
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _cluster_port() -> int:
+    """A base port P whose cluster ports (P, P+2, P+3, P+5, P+10, P+12) are all free."""
+    for _ in range(200):
+        port = random.randrange(20000, 30000, 20)
+        if all(_free(port + offset) for offset in (0, 2, 3, 5, 10, 12)):
+            return port
+    raise RuntimeError("no free ports for the InfluxDB cluster")
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory) -> Iterator[InfluxCluster]:
+    built = InfluxCluster(tmp_path_factory.mktemp("influxdb-cluster"), _cluster_port())
+    try:
+        built.stack("start-server", "influxdb")  # builds it once (cached), starts and joins it
+        yield built
+    finally:
+        subprocess.run([str(STACK), "stop-server", "influxdb"], env=built.env, cwd=REPO, capture_output=True, timeout=120)
+
+
+@pytest.fixture
+def pipeline(names, ingest, tmp_path, request, cluster, monkeypatch):
+    """The whole pipeline (test_pipeline_e2e's) writing to both data nodes with replication 2."""
+    monkeypatch.setattr(test_writer_influx, "INFLUX", cluster.urls[0])  # its aggregate queries
+    built = FullPipeline(names, ingest, tmp_path / "services")
+    on_cluster = {"INFLUXDB_URL": cluster.url, "SMARTGRID_INFLUXDB_REPLICATION": "2"}
+    built.common.update(on_cluster)
+    built.ingest_env.update(on_cluster)
+    yield built
+    built.stop()
+    if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:
+        built.dump_logs()
+        for log in sorted((cluster.state / "logs").glob("influxdb-*.log")):
+            print(f"---- {log.name}\n{log.read_text()[-3000:]}")
+
+
+def distinct_points(records) -> int:
+    """Raw points the valid records make (a point with the series and time of another overwrites it)."""
+    keys = set()
+    for record in records:
+        if record.label != "valid":
+            continue
+        data = json.loads(record.value)
+        keys.add((data["meter_id"], data["region"], data["status"], data.get("building_type") or "", event_ms(data["timestamp"])))
+    return len(keys)
+
+
+def writer_readyz(pipeline) -> tuple[int, str]:
+    try:
+        response = httpx.get(f"http://127.0.0.1:{pipeline.writer_port}/readyz", timeout=2)
+        return response.status_code, response.json().get("reason", "")
+    except httpx.HTTPError as error:
+        return 0, str(error)
+
+
+def each_node_holds(cluster: InfluxCluster, database: str, points: int, aggregates: int) -> bool:
+    return all(
+        cluster.raw_count(database, node) == points and cluster.aggregate_count(database, node) == aggregates
+        for node in cluster.node_ids().values()
+    )
+
+
+def producing(records, topic: str, chunk: int = 2_000, pause: float = 0.5) -> tuple[threading.Thread, list]:
+    """Produce ``records`` in chunks from a thread (a stream, not one burst)."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            for start in range(0, len(records), chunk):
+                produce([(r.key, r.value) for r in records[start : start + chunk]], BROKERS, topic)
+                time.sleep(pause)
+        except BaseException as error:  # noqa: BLE001
+            errors.append(error)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, errors
+
+
+# ---- 1. the whole pipeline, replication 2 --------------------------------------------------------
+
+
+def test_whole_pipeline_on_a_cluster_with_replication_2_is_exact_and_each_node_holds_every_point(names, pipeline, cluster):
+    records = dataset(40_000, meters=4_000, start_ms=now_ms() - 1_800_000, seed=31)
+    produce([(r.key, r.value) for r in records], BROKERS, names.topic)
+    truth = truth_from_topic(names.topic, len(records), invalid_of(records))
+
+    pipeline.start_aggregator()
+    pipeline.start_writer()
+    service = pipeline.start_ingest()
+    service.wait_committed(len(records), timeout=180)
+    pipeline.wait_exact(truth, timeout=180)
+    assert service.totals()["dead_lettered"] == len(records) - truth["readings"]
+
+    policies = cluster.query(names.database, f'SHOW RETENTION POLICIES ON "{names.database}"')[0]["values"]
+    assert {row[0]: row[3] for row in policies}.items() >= {"raw_data": 2, "aggregated_data": 2}.items()
+    points = distinct_points(records)
+    wait_until(lambda: each_node_holds(cluster, names.database, points, len(truth["seconds"])), 60,
+               f"each data node to hold {points} raw points and {len(truth['seconds'])} aggregates")
+    # Writes were spread over both nodes (the writer's per-node counters).
+    metrics = httpx.get(f"http://127.0.0.1:{pipeline.writer_port}/metrics", timeout=5).text
+    for url in cluster.urls:
+        line = next(m for m in metrics.splitlines() if m.startswith(f'smartgrid_influxdb_node_writes_total{{node="{url}"}}'))
+        assert float(line.split()[-1]) > 0, line
+
+
+# ---- 2. kill -9 of a data node mid-stream ----------------------------------------------------------
+
+
+def test_a_data_node_killed_mid_stream_loses_and_doubles_nothing_and_catches_up_after_restart(names, pipeline, cluster):
+    records = dataset(60_000, meters=2_000, start_ms=now_ms() - 1_800_000, seed=33)
+    pipeline.start_aggregator()
+    pipeline.start_writer()
+    service = pipeline.start_ingest()
+    service.wait_ready()
+    thread, errors = producing(records, names.topic)
+    wait_until(lambda: service.totals().get("committed", 0) >= 6_000, 60, "the stream to be written")
+
+    cluster.stack("kill-server", "influxdb-data2")
+    try:
+        killed_at = service.totals()["committed"]
+        # Writes go on through the other node: commits keep moving while the node is dead, and
+        # the writer stays ready, saying which node is out.
+        wait_until(lambda: service.totals()["committed"] >= killed_at + 10_000, 60, "commits while a node is dead")
+        wait_until(lambda: "degraded" in writer_readyz(pipeline)[1], 30, "the writer's /readyz to say degraded")
+        status, reason = writer_readyz(pipeline)
+        assert status == 200 and cluster.urls[1] in reason, (status, reason)
+        time.sleep(5)
+    finally:
+        cluster.stack("start-server", "influxdb-data2")
+        restarted = time.monotonic()
+    thread.join(120)
+    assert not errors, errors
+
+    truth = truth_from_topic(names.topic, len(records), invalid_of(records))
+    wait_until(lambda: all_committed(names), 180, "ingest to commit every record")
+    pipeline.wait_exact(truth, timeout=180)
+    points = distinct_points(records)
+    # Hinted handoff gives the restarted node what it missed: each node's own copy is complete.
+    wait_until(lambda: each_node_holds(cluster, names.database, points, len(truth["seconds"])), 120,
+               "both data nodes to hold every point (hinted handoff)")
+    print(f"both data nodes hold all {points} points {time.monotonic() - restarted:.1f}s after the restart")
+    assert cluster.raw_count(names.database) == points
+    wait_until(lambda: writer_readyz(pipeline) == (200, "writing"), 60, "the writer to be ready, not degraded")
+
+
+# ---- 3. the meta node down for 20 s ------------------------------------------------------------------
+
+
+def test_meta_node_down_for_20s_while_new_shard_groups_are_needed_backpressure_then_recovery(names, pipeline, cluster):
+    """Data nodes keep writing into shard groups they know without the meta node; a point that
+    needs a new shard group waits for it (10 s, then a 500). Here the stream crosses an hour into
+    1-hour shard groups while the meta node is down, so ingest and writer must hold back."""
+    hour_ms = 3_600_000
+    boundary = now_ms() // hour_ms * hour_ms  # the last full hour: its shard group does not exist yet
+    records = dataset(60_000, meters=2_000, start_ms=boundary - 8_000, seed=35, late_fraction=0.0)
+    # The database and its retention policies with 1-hour shard groups (the services only ALTER
+    # the duration and replication of existing policies).
+    for statement in (
+        f'CREATE DATABASE "{names.database}"',
+        f'CREATE RETENTION POLICY "raw_data" ON "{names.database}" DURATION 30d REPLICATION 2 SHARD DURATION 1h DEFAULT',
+        f'CREATE RETENTION POLICY "aggregated_data" ON "{names.database}" DURATION 365d REPLICATION 2 SHARD DURATION 1h',
+    ):
+        httpx.post(f"{cluster.urls[0]}/query", data={"q": statement}, timeout=30).raise_for_status()
+    pipeline.start_aggregator()
+    pipeline.start_writer()
+    # Short request timeouts and few retries before not-ready, so that the test sees it quickly
+    # (a write needing a new shard group waits 10 s per data node for the meta node).
+    service = pipeline.start_ingest(INFLUXDB_MAX_RETRIES="2", SMARTGRID_INFLUXDB_TIMEOUT="3s", INFLUXDB_RETRY_INTERVAL="500ms")
+    service.wait_ready()
+    first = records[:4_000]  # before the hour: creates the earlier shard groups
+    produce([(r.key, r.value) for r in first], BROKERS, names.topic)
+    wait_until(lambda: service.totals().get("committed", 0) >= len(first), 60, "the first records to be written")
+
+    cluster.stack("stop-server", "influxdb-meta")
+    stopped = time.monotonic()
+    try:
+        thread, errors = producing(records[len(first):], names.topic)
+        # Backpressure: nothing after the hour can be written, so commits stop short and both
+        # services report not-ready; nothing is dropped.
+        wait_until(lambda: not service.ready(), 40, "ingest to report not-ready")
+        wait_until(lambda: writer_readyz(pipeline)[0] == 503, 40, "the writer to report not-ready")
+        assert service.totals()["committed"] < len(records)
+        time.sleep(max(0.0, 20 - (time.monotonic() - stopped)))
+    finally:
+        cluster.stack("start-server", "influxdb-meta")
+        back = time.monotonic()
+    thread.join(120)
+    assert not errors, errors
+
+    truth = truth_from_topic(names.topic, len(records), invalid_of(records))
+    wait_until(lambda: all_committed(names), 240, "ingest to commit every record after the meta node is back")
+    print(f"meta node down {back - stopped:.0f}s; every record committed {time.monotonic() - back:.1f}s after it was back")
+    pipeline.wait_exact(truth, timeout=180)
+    points = distinct_points(records)
+    wait_until(lambda: each_node_holds(cluster, names.database, points, len(truth["seconds"])), 120,
+               "both data nodes to hold every point")
+    wait_until(service.ready, 60, "ingest to be ready again")
+    wait_until(lambda: writer_readyz(pipeline)[0] == 200, 60, "the writer to be ready again")
