@@ -10,7 +10,10 @@ records, and reads each data node's own copy (``node_id``) of the raw points:
   /readyz says degraded, nothing is lost or doubled, and after its restart hinted handoff gives it
   every point it missed;
 - the meta node down for 20 s while the stream needs new shard groups: ingest and writer hold
-  back (not ready, offsets not committed), and catch up by themselves when it is back.
+  back (not ready, offsets not committed), and catch up by themselves when it is back;
+- the cluster's 500 answers: points it refuses (``partial write: ... dropped=N``) are dead-lettered
+  with its reason and the rest written; a write stored below ``all`` (a node down) is retried a
+  bounded number of times, then accepted and counted.
 """
 
 from __future__ import annotations
@@ -300,3 +303,83 @@ def test_meta_node_down_for_20s_while_new_shard_groups_are_needed_backpressure_t
                "both data nodes to hold every point")
     wait_until(service.ready, 60, "ingest to be ready again")
     wait_until(lambda: writer_readyz(pipeline)[0] == 200, 60, "the writer to be ready again")
+
+
+# ---- 4. the cluster's own answers: 500 partial writes ------------------------------------------------
+
+
+def test_points_the_cluster_refuses_with_a_500_go_to_the_dlq_with_its_reason_and_the_rest_is_written(names, ingest, cluster):
+    """A cluster answers a field type conflict or a point beyond the retention with a 500
+    ``partial write: ... dropped=N`` (one node: 400): still a refusal of those points."""
+    from smartgrid_common.contracts import DLQ_REASON_HEADER
+
+    from ingest_harness import read_topic
+
+    now = now_ms()
+    # latitude is a string in this shard: readings that carry one conflict with it.
+    for statement in (
+        f'CREATE DATABASE "{names.database}"',
+        f'CREATE RETENTION POLICY "raw_data" ON "{names.database}" DURATION 30d REPLICATION 2 DEFAULT',
+    ):
+        httpx.post(f"{cluster.urls[0]}/query", data={"q": statement}, timeout=30).raise_for_status()
+    httpx.post(f"{cluster.urls[1]}/write", params={"db": names.database, "precision": "ms"},
+               content=f'energy_consumption,meter_id=pre latitude="north" {now}\n'.encode(), timeout=30).raise_for_status()
+
+    def reading(meter: str, ms: int, **extra) -> tuple[bytes, bytes]:
+        return meter.encode(), json.dumps({"meter_id": meter, "timestamp": ms, "consumption_kwh": 1.5,
+                                           "region": "r", "status": "ok", **extra}).encode()
+
+    fresh = [reading(f"m{i}", now - i * 1000) for i in range(40)]
+    conflicting = [reading(f"geo{i}", now - i * 1000, latitude=52.5) for i in range(3)]
+    ancient = [reading(f"old{i}", now - 90 * 86_400_000) for i in range(2)]  # beyond the 30 days
+    produce(fresh[:20] + conflicting + ancient + fresh[20:], BROKERS, names.topic)
+    service = ingest(INFLUXDB_URL=cluster.url, SMARTGRID_INFLUXDB_REPLICATION="2")
+    service.wait_committed(len(fresh) + len(conflicting) + len(ancient), timeout=120)
+    assert cluster.raw_count(names.database) == len(fresh)
+    refused = conflicting + ancient
+    dead = read_topic(names.dlq, len(refused))
+    assert sorted(m.value() for m in dead) == sorted(v for _, v in refused)
+    reasons = {m.key().decode(): dict(m.headers())[DLQ_REASON_HEADER].decode() for m in dead}
+    assert all(reason.startswith("rejected by InfluxDB") for reason in reasons.values()), reasons
+    assert all("field type conflict" in reasons[f"geo{i}"] for i in range(3)), reasons
+    assert all("retention" in reasons[f"old{i}"] for i in range(2)), reasons
+    assert service.totals()["influx_rejected"] == len(refused)
+
+
+@pytest.mark.parametrize("consistency", ["one", "all"])
+def test_a_write_stored_below_the_consistency_asked_is_retried_a_bounded_number_of_times_then_accepted(cluster, consistency):
+    """A data node down: ``one`` is met by the live node (204); ``all`` gets a bare 500 ``partial
+    write`` (stored on the live node, queued for the other): retried INFLUXDB_MAX_RETRIES times,
+    then accepted and counted. Hinted handoff completes the copy when the node is back."""
+    from smartgrid_common.influx import InfluxClient
+    from smartgrid_common.settings import InfluxSettings
+
+    database = f"test_consistency_{consistency}_{random.randrange(1 << 30)}"
+    client = InfluxClient(InfluxSettings(
+        INFLUXDB_URL=cluster.url, INFLUXDB_DATABASE=database, SMARTGRID_INFLUXDB_REPLICATION="2",
+        SMARTGRID_INFLUXDB_CONSISTENCY=consistency, INFLUXDB_MAX_RETRIES="2", INFLUXDB_RETRY_INTERVAL="100ms",
+    ))
+    now = now_ms()
+    body = "".join(f"energy_consumption,meter_id=m{i} consumption_kwh=1.5 {now - i}\n" for i in range(100)).encode()
+    retries: list[int] = []
+    try:
+        client.ensure_schema()
+        assert client.write(body.split(b"\n", 1)[0] + b"\n", "raw_data") == []  # the shard group exists before the node goes
+        cluster.stack("kill-server", "influxdb-data2")
+        try:
+            rejected = client.write_until_done(body, "raw_data", threading.Event(),
+                                               on_retry=lambda attempt, _: retries.append(attempt))
+            assert rejected == []
+            if consistency == "one":
+                assert retries == [] and client.under_replicated == 0
+            else:
+                assert retries == [1, 2] and client.under_replicated == 1
+            live = cluster.node_ids()[cluster.urls[0]]
+            assert cluster.raw_count(database, live) == 100
+        finally:
+            cluster.stack("start-server", "influxdb-data2")
+        dead = cluster.node_ids()[cluster.urls[1]]
+        wait_until(lambda: cluster.raw_count(database, dead) == 100, 60, "hinted handoff to the restarted node")
+    finally:
+        client.close()
+        httpx.post(f"{cluster.urls[0]}/query", data={"q": f'DROP DATABASE "{database}"'}, timeout=30)
