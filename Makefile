@@ -43,8 +43,8 @@ bench-aggregator: ## Aggregator fold-rate benchmark
 bench-freshness: ## Produce-to-dashboard freshness at 50k readings/s
 	$(UV) run --no-sync python bench/bench_freshness.py $(ARGS)
 
-bench-live-consumer: ## The live path's read-and-fold: native consumer vs confluent-kafka + hot path
-	$(UV) run --no-sync python bench/bench_live_consumer.py $(ARGS)
+bench-read-once: ## A worker's reading: one native read (fold + lines) vs the two reads before
+	$(UV) run --no-sync python bench/bench_read_once.py $(ARGS)
 
 bench-aggregations: ## Aggregations in one run: fold rate, ingest cost on vs off, freshness at 50k readings/s
 	$(UV) run --no-sync python bench/bench_aggregations.py $(ARGS)
@@ -58,4 +58,4 @@ bench-capacity: ## CPU per reading of every process at a steady load (ARGS="--ra
 bench-peers: ## The same records through this product, Telegraf and Quix Streams into InfluxDB (builds the peers once)
 	$(UV) run --no-sync python bench/bench_peers.py $(ARGS)
 
-.PHONY: help install stack-up stack-down run unit test bench-ingest bench-aggregator bench-freshness bench-live-consumer bench-aggregations bench-capacity bench-peers bench-dashboard
+.PHONY: help install stack-up stack-down run unit test bench-ingest bench-aggregator bench-freshness bench-read-once bench-aggregations bench-capacity bench-peers bench-dashboard

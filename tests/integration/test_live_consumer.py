@@ -1,4 +1,4 @@
-"""The live path's native consumer (`ingest._hotpath.LiveConsumer`) against the real Kafka: it
+"""The live path's native consumer (`ingest._hotpath.Reader`) against the real Kafka: it
 folds into a `Processor` exactly what `Processor.process` folds from the same records, reads from
 the positions it is given, stops reading what it is told to, and says what is wrong with a bad
 configuration."""
@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 from confluent_kafka import Producer
-from ingest._hotpath import LiveConsumer, Processor
+from ingest._hotpath import Reader, Processor
 from simulator import generate_labelled, produce
 
 from ingest_harness import BROKERS, Names, end_offsets, read_topic
@@ -22,7 +22,7 @@ PARTITIONS = 4
 START_MS = int(time.time() * 1000) - 600_000
 
 
-def consumer_for(topic: str) -> tuple[LiveConsumer, Processor]:
+def consumer_for(topic: str) -> tuple[Reader, Processor]:
     config = {
         "bootstrap.servers": BROKERS,
         "group.id": f"test-live-{uuid.uuid4().hex[:8]}",
@@ -30,10 +30,10 @@ def consumer_for(topic: str) -> tuple[LiveConsumer, Processor]:
         "enable.partition.eof": "false",
         "fetch.wait.max.ms": "50",
     }
-    return LiveConsumer(config, topic), Processor(topic, "ms", True, 60_000, lines=False)
+    return Reader(config, topic), Processor(topic, "ms", True, 60_000, lines=False)
 
 
-def poll_until(consumer: LiveConsumer, processor: Processor, count: int,
+def poll_until(consumer: Reader, processor: Processor, count: int,
                timeout: float = 60) -> tuple[int, int, dict[int, tuple[int, int]]]:
     """Poll until ``count`` records were read; (records, invalid, partition -> (first, last))."""
     records = invalid = 0
@@ -150,6 +150,6 @@ def test_a_read_returns_right_after_an_event_second_closes():
 
 def test_a_bad_configuration_says_what_is_wrong():
     with pytest.raises(ValueError, match="fetch.wait.max.ms"):
-        LiveConsumer({"bootstrap.servers": BROKERS, "fetch.wait.max.ms": "not a number"}, "t")
+        Reader({"bootstrap.servers": BROKERS, "fetch.wait.max.ms": "not a number"}, "t")
     with pytest.raises(ValueError, match="no.such.setting"):
-        LiveConsumer({"bootstrap.servers": BROKERS, "no.such.setting": "1"}, "t")
+        Reader({"bootstrap.servers": BROKERS, "no.such.setting": "1"}, "t")

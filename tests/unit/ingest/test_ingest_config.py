@@ -138,23 +138,23 @@ def test_lower_priority_raises_only_the_given_threads_nice_value():
 
 @pytest.mark.parametrize("protocol", ["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"])
 @pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])
-def test_the_live_paths_native_consumer_takes_every_supported_security_setting(monkeypatch, protocol, mechanism):
+def test_the_native_reader_takes_every_supported_security_setting(monkeypatch, protocol, mechanism):
     # librdkafka is compiled into the extension: without TLS or SCRAM support, creating the client
     # with these settings fails ("Unsupported value ..."). Creating it connects to nothing.
-    from ingest._hotpath import LiveConsumer
+    from ingest._hotpath import Reader
+    from ingest.records import reader_config
 
     monkeypatch.setenv("SMARTGRID_KAFKA_SECURITY_PROTOCOL", protocol)
     monkeypatch.setenv("SMARTGRID_KAFKA_SASL_MECHANISM", mechanism)
     monkeypatch.setenv("SMARTGRID_KAFKA_SASL_USERNAME", "ingest")
     monkeypatch.setenv("SMARTGRID_KAFKA_SASL_PASSWORD", "secret")
     settings = load_settings(IngestSettings)
-    consumer = LiveConsumer({"bootstrap.servers": "127.0.0.1:1", "group.id": "g.live", **settings.kafka_security()},
-                            settings.kafka_topic)
-    consumer.close()
+    reader = Reader(reader_config(settings, "live") | {"bootstrap.servers": "127.0.0.1:1"}, settings.kafka_topic)
+    reader.close()
 
 
-def test_the_native_consumer_refuses_an_unsupported_sasl_mechanism():
-    from ingest._hotpath import LiveConsumer
+def test_the_native_reader_refuses_an_unsupported_sasl_mechanism():
+    from ingest._hotpath import Reader
 
     with pytest.raises(ValueError, match="Unsupported SASL mechanism: NOPE"):
-        LiveConsumer({"bootstrap.servers": "127.0.0.1:1", "security.protocol": "sasl_ssl", "sasl.mechanism": "NOPE"}, "t")
+        Reader({"bootstrap.servers": "127.0.0.1:1", "security.protocol": "sasl_ssl", "sasl.mechanism": "NOPE"}, "t")

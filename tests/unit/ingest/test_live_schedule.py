@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ingest.live import PublishSchedule
+from ingest.schedule import PublishSchedule
 
 
 def test_without_a_closed_second_it_publishes_on_the_interval():

@@ -14,7 +14,7 @@ use pyo3::types::{PyBytes, PyList};
 use std::collections::HashMap;
 
 mod lineproto;
-mod live;
+mod reader;
 mod record;
 mod summary;
 
@@ -285,7 +285,10 @@ fn convert_one(value: &[u8], timestamp_unit: &str) -> PyResult<(Option<String>, 
 fn _hotpath(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Processor>()?;
     m.add_class::<BatchResult>()?;
-    m.add_class::<live::LiveConsumer>()?;
+    m.add_class::<reader::Reader>()?;
+    m.add_class::<reader::Polled>()?;
+    m.add_class::<reader::Lines>()?;
+    m.add_class::<reader::Invalid>()?;
     m.add_function(wrap_pyfunction!(convert_one, m)?)?;
     Ok(())
 }

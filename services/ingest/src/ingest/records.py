@@ -1,22 +1,22 @@
-"""A consumed Kafka batch as the hot path takes it, and the hot path's processor (shared by the
-InfluxDB path and the live path)."""
+"""The hot path's processor and the native readers' Kafka settings, shared by a worker's paths."""
 
 from __future__ import annotations
-
-import logging
-
-from confluent_kafka import KafkaError, KafkaException
 
 from ._hotpath import Processor
 from .settings import IngestSettings
 
-log = logging.getLogger(__name__)
+# The readers fetch in sizeable responses: a fetch returns when it holds FETCH_MIN_BYTES, or
+# after FETCH_WAIT_MS. With the broker's default of 1 byte, a partition set read at a moderate
+# rate is fetched in responses of a few records each, which costs the broker and the reader a
+# round trip per handful of records; this bounds the added delay to FETCH_WAIT_MS instead.
+FETCH_WAIT_MS = 50
+FETCH_MIN_BYTES = 256 * 1024
 
 
 def processor(settings: IngestSettings, live: bool) -> Processor:
-    """The hot path for one of a worker's two paths. The live path validates and summarises (no
-    line protocol); the InfluxDB path validates and builds lines (its summaries come from the live
-    path). Both judge event time by the same rules, so they refuse the same records."""
+    """The hot path of one of a worker's readers. The live reader validates and summarises (its
+    lines come from the same decode); the InfluxDB path's own reader only validates and builds
+    lines. Both judge event time by the same rules, so they refuse the same records."""
     return Processor(
         settings.kafka_topic,
         settings.timestamp_unit,
@@ -28,15 +28,16 @@ def processor(settings: IngestSettings, live: bool) -> Processor:
     )
 
 
-def readable(messages: list, path: str) -> tuple[list, list, list[int], list[int]]:
-    """``(messages, values, partitions, offsets)`` of the batch's records; Kafka error events are
-    logged (a fatal one raises). Errors are rare: the batch is checked once, then split."""
-    good = [m for m in messages if m.error() is None]
-    if len(good) != len(messages):
-        for message in messages:
-            error = message.error()
-            if error is not None and error.code() != KafkaError._PARTITION_EOF:
-                if error.fatal():
-                    raise KafkaException(error)
-                log.warning("kafka error", extra={"error": str(error), "path": path})
-    return good, [m.value() for m in good], [m.partition() for m in good], [m.offset() for m in good]
+def reader_config(settings: IngestSettings, suffix: str) -> dict[str, str]:
+    """librdkafka settings of a worker's native readers: assigned, never committing (the group id
+    only names them: ``<KAFKA_GROUP_ID>.<suffix>``)."""
+    return {"bootstrap.servers": settings.kafka_brokers, **settings.kafka_security()} | {
+        "group.id": f"{settings.kafka_group_id}.{suffix}",
+        "enable.auto.commit": "false",
+        "enable.auto.offset.store": "false",
+        "auto.offset.reset": "earliest",
+        "enable.partition.eof": "false",
+        "fetch.wait.max.ms": str(FETCH_WAIT_MS),
+        "fetch.min.bytes": str(FETCH_MIN_BYTES),
+        "queued.max.messages.kbytes": "16384",
+    }

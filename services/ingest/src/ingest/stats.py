@@ -26,7 +26,9 @@ COUNTERS = {
     "summaries": "Summaries published to Redis",
     "fenced": "Publishes refused because another replica had published the partition since (re-resumed from Redis)",
     "committed": "Records whose offsets were committed",
-    "backpressure_pauses": "Times fetching was paused because too many records were in flight",
+    "backpressure_pauses": "Times reading was paused because too many records were in flight",
+    "read_again": "Records the InfluxDB path read from Kafka itself, behind the live path (after it detached, or a gap at start)",
+    "detached": "Times the live path stopped handing lines to the InfluxDB path, which was too far behind",
 }
 
 
