@@ -58,4 +58,7 @@ bench-capacity: ## CPU per reading of every process at a steady load (ARGS="--ra
 bench-peers: ## The same records through this product, Telegraf and Quix Streams into InfluxDB (builds the peers once)
 	$(UV) run --no-sync python bench/bench_peers.py $(ARGS)
 
-.PHONY: help install stack-up stack-down run unit test bench-ingest bench-aggregator bench-freshness bench-read-once bench-aggregations bench-capacity bench-peers bench-dashboard
+bench-influx-cluster: ## InfluxDB single node vs a 2-data-node InfluxDB Cluster, replication 1 and 2: throughput and influxd CPU per point (docs/scaling.md)
+	$(UV) run --no-sync python bench/bench_influx_cluster.py $(ARGS)
+
+.PHONY: help install stack-up stack-down run unit test bench-ingest bench-aggregator bench-freshness bench-read-once bench-aggregations bench-capacity bench-peers bench-dashboard bench-influx-cluster
