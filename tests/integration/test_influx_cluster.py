@@ -203,11 +203,14 @@ def test_whole_pipeline_on_a_cluster_with_replication_2_is_exact_and_each_node_h
     points = distinct_points(records)
     wait_until(lambda: each_node_holds(cluster, names.database, points, len(truth["seconds"])), 60,
                f"each data node to hold {points} raw points and {len(truth['seconds'])} aggregates")
-    # Writes were spread over both nodes (the writer's per-node counters).
+    # The writer's writes go to the nodes in turn (its per-node counters): with two or more
+    # writes, both nodes took some.
     metrics = httpx.get(f"http://127.0.0.1:{pipeline.writer_port}/metrics", timeout=5).text
-    for url in cluster.urls:
-        line = next(m for m in metrics.splitlines() if m.startswith(f'smartgrid_influxdb_node_writes_total{{node="{url}"}}'))
-        assert float(line.split()[-1]) > 0, line
+    writes = [
+        float(next(m for m in metrics.splitlines() if m.startswith(f'smartgrid_influxdb_node_writes_total{{node="{url}"}}')).split()[-1])
+        for url in cluster.urls
+    ]
+    assert sum(writes) >= 1 and (sum(writes) < 2 or min(writes) >= 1), writes
 
 
 # ---- 2. kill -9 of a data node mid-stream ----------------------------------------------------------

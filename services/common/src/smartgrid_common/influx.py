@@ -218,11 +218,13 @@ class InfluxClient:
         return results
 
     def ensure_schema(self) -> None:
-        """Create the database and both retention policies, idempotently (ALTER when present),
-        with ``SMARTGRID_INFLUXDB_REPLICATION`` (new shard groups follow an altered factor)."""
+        """Create the database and both retention policies, idempotently (ALTER when present).
+
+        ``SMARTGRID_INFLUXDB_REPLICATION`` is the replication of a policy this creates; an existing
+        policy keeps its own (an ALTER sets only the duration and the default), so a service
+        started with the default 1 never lowers a cluster's replication."""
         settings = self.settings
         database = self.database
-        replication = settings.influxdb_replication
         self.query(f'CREATE DATABASE "{database}"', method="POST")
         existing = {
             row[0]
@@ -235,7 +237,8 @@ class InfluxClient:
             (settings.influxdb_aggregate_retention_policy, AGGREGATE_RETENTION, False),
         ):
             verb = "ALTER" if name in existing else "CREATE"
-            statement = f'{verb} RETENTION POLICY "{name}" ON "{database}" DURATION {duration} REPLICATION {replication}'
+            replication = "" if verb == "ALTER" else f" REPLICATION {settings.influxdb_replication}"
+            statement = f'{verb} RETENTION POLICY "{name}" ON "{database}" DURATION {duration}{replication}'
             self.query(statement + (" DEFAULT" if default else ""), method="POST")
 
     # ---- writes -------------------------------------------------------------------------------
