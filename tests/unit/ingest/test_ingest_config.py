@@ -105,7 +105,7 @@ def test_lower_priority_raises_only_the_given_threads_nice_value():
     import os
     import threading
 
-    from ingest.pipeline import lower_priority
+    from ingest.priority import lower_priority
 
     started, done = threading.Barrier(3), threading.Event()
     ids: dict[str, int] = {}

@@ -20,7 +20,6 @@ The Kafka consumer of this class (confluent-kafka) reads no record: it holds the
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 
@@ -31,38 +30,12 @@ from .catchup import OwnReader
 from .deadletters import DeadLetters, read_records
 from .handoff import DETACHED, HandOff
 from .live import LivePath
+from .priority import lower_priority, thread_ids
 from .settings import IngestSettings
 from .stats import WorkerStats
 from .units import WriteUnits
 
 log = logging.getLogger(__name__)
-
-
-def _thread_ids() -> set[int]:
-    """Kernel ids of this process's threads (Linux; empty elsewhere)."""
-    try:
-        return {int(tid) for tid in os.listdir("/proc/self/task")}
-    except OSError:
-        return set()
-
-
-def lower_priority(thread_ids: set[int], increment: int) -> None:
-    """Raise these threads' nice value by ``increment`` (per thread on Linux; no privilege needed).
-
-    The InfluxDB path is throughput work with a backlog to absorb; the live path is latency work.
-    When the host is short of CPU (InfluxDB catching up on the same nodes), the scheduler then
-    gives the live path's threads the CPU first and the InfluxDB path the rest.
-    """
-    if increment <= 0:
-        return
-    for tid in thread_ids:
-        try:
-            os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + increment))
-        except ProcessLookupError:
-            continue  # a short-lived thread that has ended
-        except OSError as error:
-            log.warning("could not lower the InfluxDB path's priority", extra={"tid": tid, "error": str(error)})
-            return
 
 
 class Worker:
@@ -83,7 +56,7 @@ class Worker:
         self._hard_stop = hard_stop
         self.topic = settings.kafka_topic
         common = {"bootstrap.servers": settings.kafka_brokers, **settings.kafka_security()}
-        threads_before = _thread_ids()
+        threads_before = thread_ids()
         self.consumer = Consumer(
             common
             | {
@@ -97,7 +70,7 @@ class Worker:
             common | {"enable.idempotence": True, "acks": "all", "linger.ms": 20, "compression.type": "lz4"}
         )
         # librdkafka's threads of this path's clients (threads they start later inherit the nice).
-        self.client_threads = _thread_ids() - threads_before
+        self.client_threads = thread_ids() - threads_before
         self.handoff = HandOff(settings.processor_queue_size)
         self.live = LivePath(settings, stats, hard_stop, self.handoff) if settings.processor_enable_aggregations else None
         reread = common | {"group.id": f"{settings.kafka_group_id}.dead-letters"}
