@@ -40,6 +40,9 @@ pub struct Reader {
     hand_off: Mutex<HashMap<i32, i64>>,
     /// Partition -> offset (exclusive) where reading stops; the partition is then paused.
     bounds: Mutex<HashMap<i32, i64>>,
+    /// The last poll's hand-off, kept for its buffers: a poll writes its lines into memory that is
+    /// already paged in (a fresh buffer per poll cost page faults and copies as it grew).
+    spare: Mutex<HandOff>,
 }
 
 /// What one `Reader.poll` read.
@@ -151,16 +154,26 @@ impl HandOff {
         }
     }
 
-    fn into_py(self, py: Python<'_>) -> PyResult<Option<Py<Lines>>> {
+    /// Emptied, its buffers kept.
+    fn clear(&mut self) {
+        self.body.clear();
+        self.valid = 0;
+        self.invalid.clear();
+        self.ranges.clear();
+        self.positions.clear();
+    }
+
+    /// The Python `Lines` of this hand-off (copied out; the buffers stay for the next poll).
+    fn to_py(&mut self, py: Python<'_>) -> PyResult<Option<Py<Lines>>> {
         if self.ranges.is_empty() {
             return Ok(None);
         }
-        let invalid = self.invalid.into_iter().map(|i| i.into_py(py)).collect::<PyResult<Vec<_>>>()?;
+        let invalid = self.invalid.drain(..).map(|i| i.into_py(py)).collect::<PyResult<Vec<_>>>()?;
         let lines = Lines {
             body: PyBytes::new_bound(py, &self.body).unbind(),
             valid: self.valid,
             invalid,
-            ranges: self.ranges,
+            ranges: std::mem::take(&mut self.ranges),
             positions: PyBytes::new_bound(py, &self.positions).unbind(),
         };
         Ok(Some(Py::new(py, lines)?))
@@ -196,7 +209,7 @@ impl Reader {
         }
         let consumer: BaseConsumer =
             client.create().map_err(|e| PyValueError::new_err(format!("Kafka consumer configuration: {e}")))?;
-        Ok(Reader { consumer: Some(consumer), topic, hand_off: Mutex::default(), bounds: Mutex::default() })
+        Ok(Reader { consumer: Some(consumer), topic, hand_off: Mutex::default(), bounds: Mutex::default(), spare: Mutex::default() })
     }
 
     /// Start reading these `(partition, offset)` positions (librdkafka's logical offsets, such as
@@ -250,6 +263,8 @@ impl Reader {
         let consumer = self.consumer()?;
         let topic = self.topic.as_str();
         let (hand_off, bounds) = (&self.hand_off, &self.bounds);
+        let mut out = std::mem::take(&mut *self.spare.lock().expect("not poisoned"));
+        out.clear();
         let mut processor = processor.try_borrow_mut()?;
         let (unit, late_window_ms, aggregations) = (processor.unit, processor.late_window_ms, processor.aggregations);
         let clock = Clock::now(processor.max_clock_skew_ms);
@@ -267,7 +282,6 @@ impl Reader {
                 lines: None,
                 reached: Vec::new(),
             };
-            let mut out = HandOff::default();
             let mut ranges = BatchRanges::new();
             while polled.records < max_records {
                 // What is already queued is taken without a clock read; only an empty queue waits.
@@ -349,8 +363,9 @@ impl Reader {
             polled.ranges = ranges.finish(states, aggregations);
             Ok((polled, out))
         });
-        let (mut polled, out) = result.map_err(PyRuntimeError::new_err)?;
-        polled.lines = out.into_py(py)?;
+        let (mut polled, mut out) = result.map_err(PyRuntimeError::new_err)?;
+        polled.lines = out.to_py(py)?;
+        *self.spare.lock().expect("not poisoned") = out;
         Ok(polled)
     }
 
