@@ -39,6 +39,8 @@ def test_a_cluster_s_data_nodes_consistency_and_replication_are_accepted_and_def
         ({"urls": ["influxdb-data-0:8086"]}, "spec.influxdb.urls[0]"),
         ({"urls": []}, "spec.influxdb.urls"),
         ({"url": "http://a:8086,http://b:8086"}, "spec.influxdb.url"),
+        ({"url": "http://admin:secret@influxdb:8086"}, "spec.influxdb.url"),  # credentials: a Secret
+        ({"urls": ["http://admin:secret@influxdb-data-0:8086"]}, "spec.influxdb.urls[0]"),
         ({"url": NODES[0], "urls": NODES}, "exactly one of influxdb.url"),
         ({"consistency": "one"}, "exactly one of influxdb.url"),
     ],
