@@ -130,6 +130,40 @@ struct Snapshot {
     seen: HashMap<String, (i64, Vec<u64>)>,
 }
 
+/// A `Snapshot` of a partition's state, serialized straight from it.
+struct SnapshotOf<'a>(&'a PartitionState);
+struct MetersOf<'a>(&'a PartitionState);
+struct SeenOf<'a>(&'a PartitionState);
+
+impl Serialize for SnapshotOf<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut out = serializer.serialize_struct("Snapshot", 3)?;
+        out.serialize_field("watermark_ms", &self.0.watermark_ms)?;
+        out.serialize_field("meters", &MetersOf(self.0))?;
+        out.serialize_field("seen", &SeenOf(self.0))?;
+        out.end()
+    }
+}
+
+impl Serialize for MetersOf<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let state = self.0;
+        serializer.collect_map(state.meters.iter().zip(&state.meter_names).map(|(m, name)| {
+            (name.as_str(), (state.labels.name(m.region), state.labels.name(m.status), m.last_ms, m.silent))
+        }))
+    }
+}
+
+impl Serialize for SeenOf<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let state = self.0;
+        serializer.collect_map(
+            state.meters.iter().zip(&state.meter_names).filter_map(|(m, name)| m.seen.upto.map(|upto| (name.as_str(), (upto, &m.seen.bits)))),
+        )
+    }
+}
+
 /// State of one partition: meters, event-time watermark, and the accumulators of the open batch.
 pub struct PartitionState {
     /// Last offset already published in a summary before a restart (records up to it only
@@ -197,24 +231,10 @@ impl PartitionState {
         Ok(state)
     }
 
-    /// Meter state and watermark as JSON bytes.
+    /// Meter state and watermark as JSON bytes (a `Snapshot`, written from the state in place:
+    /// no map or string is built for it).
     pub fn snapshot(&self) -> Vec<u8> {
-        let meters = self
-            .meters
-            .iter()
-            .enumerate()
-            .map(|(index, m)| {
-                let value = (self.labels.name(m.region).to_owned(), self.labels.name(m.status).to_owned(), m.last_ms, m.silent);
-                (self.meter_names[index].clone(), value)
-            })
-            .collect();
-        let seen = self
-            .meters
-            .iter()
-            .enumerate()
-            .filter_map(|(index, m)| m.seen.upto.map(|upto| (self.meter_names[index].clone(), (upto, m.seen.bits.clone()))))
-            .collect();
-        serde_json::to_vec(&Snapshot { watermark_ms: self.watermark_ms, meters, seen }).expect("serializable")
+        serde_json::to_vec(&SnapshotOf(self)).expect("serializable")
     }
 
     fn add_meter(&mut self, meter_id: &str, meter: Meter) -> u32 {
