@@ -234,6 +234,13 @@ def test_a_data_node_killed_mid_stream_loses_and_doubles_nothing_and_catches_up_
         wait_until(lambda: "degraded" in writer_readyz(pipeline)[1], 30, "the writer's /readyz to say degraded")
         status, reason = writer_readyz(pipeline)
         assert status == 200 and cluster.urls[1] in reason, (status, reason)
+        # Ingest too: ready, saying which node is out, and its per-node metrics show it.
+        wait_until(lambda: "degraded" in ingest_readyz(service)[1], 30, "ingest's /readyz to say degraded")
+        status, reason = ingest_readyz(service)
+        assert status == 200 and cluster.urls[1] in reason, (status, reason)
+        metrics = service.get("/metrics").text
+        assert f'smartgrid_influxdb_node_up{{node="{cluster.urls[1]}",worker="0"}} 0.0' in metrics
+        assert f'smartgrid_influxdb_node_up{{node="{cluster.urls[0]}",worker="0"}} 1.0' in metrics
         time.sleep(5)
     finally:
         cluster.stack("start-server", "influxdb-data2")
@@ -251,6 +258,12 @@ def test_a_data_node_killed_mid_stream_loses_and_doubles_nothing_and_catches_up_
     print(f"both data nodes hold all {points} points {time.monotonic() - restarted:.1f}s after the restart")
     assert cluster.raw_count(names.database) == points
     wait_until(lambda: writer_readyz(pipeline) == (200, "writing"), 60, "the writer to be ready, not degraded")
+    wait_until(lambda: "degraded" not in ingest_readyz(service)[1], 60, "ingest to be ready, not degraded")
+
+
+def ingest_readyz(service) -> tuple[int, str]:
+    response = service.get("/readyz")
+    return (0, "") if response is None else (response.status_code, response.text)
 
 
 # ---- 3. the meta node down for 20 s ------------------------------------------------------------------

@@ -86,3 +86,29 @@ def test_a_worker_that_ignores_the_stop_is_killed_after_the_hard_stop_grace(monk
     assert not stubborn.is_alive()
     assert time.monotonic() - started < 3.0
     assert supervisor.stop_event.is_set() and supervisor.hard_stop.is_set()
+
+
+def test_ready_with_influxdb_nodes_left_out_says_which_and_the_metrics_show_them():
+    collector = WorkersCollector()
+    supervisor = Supervisor(IngestSettings(), collector)
+    supervisor.processes[0] = object()  # a worker process (only its id matters to readiness)
+    supervisor.processes[1] = object()
+    nodes = {"http://data1:8086": (1, 0, 40), "http://data2:8086": (0, 3, 12)}
+    for worker, degraded in ((0, "degraded: 1 of 2 InfluxDB nodes left out: http://data2:8086 (unreachable)"), (1, None)):
+        collector.update({
+            "worker": worker, "counters": {}, "latency_buckets": [], "latency_sum": 0.0, "in_flight": {}, "lag": {},
+            "ready": True, "reason": "consuming", "paused": False, "degraded": degraded,
+            "influx_nodes": nodes if worker == 0 else {}, "under_replicated": 2 if worker == 0 else 0, "sent_at": time.time(),
+        })
+    ready, reason = supervisor.ready()
+    assert ready
+    assert "worker 0: degraded: 1 of 2 InfluxDB nodes left out: http://data2:8086" in reason
+    assert "worker 1" not in reason
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in collector._influx_nodes() for s in family.samples
+    }
+    assert samples[("smartgrid_influxdb_node_up", (("node", "http://data2:8086"), ("worker", "0")))] == 0
+    assert samples[("smartgrid_influxdb_node_up", (("node", "http://data1:8086"), ("worker", "0")))] == 1
+    assert samples[("smartgrid_influxdb_node_failures_total", (("node", "http://data2:8086"), ("worker", "0")))] == 3
+    assert samples[("smartgrid_influxdb_under_replicated_writes_total", (("worker", "0"),))] == 2

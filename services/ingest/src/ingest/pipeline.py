@@ -288,6 +288,10 @@ class Worker:
         redis_failures = self.live.redis_failures if self.live is not None else 0
         if self.units.write_failures == 0 and redis_failures == 0 and not self.stats.ready:
             self.stats.ready, self.stats.reason = True, "consuming"
+        influx = self.units.influx
+        self.stats.degraded = influx.degraded()
+        self.stats.influx_nodes = {n.url: (0 if n.is_out(now) else 1, n.failures, n.writes) for n in influx.nodes}
+        self.stats.under_replicated = influx.under_replicated
         self._log_statistics(now)
         reader = self.live or self.own
         for partition in self.next_needed:

@@ -46,6 +46,10 @@ class WorkerStats:
     ready: bool = False
     reason: str = "starting"
     paused: bool = False
+    degraded: str | None = None  # some InfluxDB nodes left out, the others take the writes
+    # InfluxDB node URL -> (1 if it takes requests else 0, requests it failed, writes it acknowledged)
+    influx_nodes: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    under_replicated: int = 0  # writes a cluster stored below the requested consistency
     sent_at: float = 0.0
 
     def count(self, name: str, amount: int = 1) -> None:
@@ -75,6 +79,9 @@ class WorkerStats:
             "ready": self.ready,
             "reason": self.reason,
             "paused": self.paused,
+            "degraded": self.degraded,
+            "influx_nodes": dict(self.influx_nodes),
+            "under_replicated": self.under_replicated,
             "sent_at": self.sent_at,
         }
 
@@ -140,3 +147,22 @@ class WorkersCollector(Collector):
             ready.add_metric([str(worker)], 1 if snapshot["ready"] else 0)
             paused.add_metric([str(worker)], 1 if snapshot["paused"] else 0)
         yield from (lag, live_lag, in_flight, ready, paused)
+        yield from self._influx_nodes()
+
+    def _influx_nodes(self) -> Iterator:
+        """Each worker's InfluxDB nodes, as the writer exports its own (smartgrid_common.influx.
+        InfluxNodeMetrics), with the worker as a label."""
+        up = GaugeMetricFamily("smartgrid_influxdb_node_up", "1 while the InfluxDB node takes requests, 0 while left out",
+                               labels=["node", "worker"])
+        failures = CounterMetricFamily("smartgrid_influxdb_node_failures", "Requests an InfluxDB node failed (unreachable, 5xx)",
+                                       labels=["node", "worker"])
+        writes = CounterMetricFamily("smartgrid_influxdb_node_writes", "Writes an InfluxDB node acknowledged", labels=["node", "worker"])
+        under = CounterMetricFamily("smartgrid_influxdb_under_replicated_writes",
+                                    "Writes an InfluxDB cluster stored below the requested consistency", labels=["worker"])
+        for worker, snapshot in sorted(self.latest.items()):
+            for node, (is_up, failed, written) in sorted(snapshot.get("influx_nodes", {}).items()):
+                up.add_metric([node, str(worker)], is_up)
+                failures.add_metric([node, str(worker)], failed)
+                writes.add_metric([node, str(worker)], written)
+            under.add_metric([str(worker)], snapshot.get("under_replicated", 0))
+        yield from (up, failures, writes, under)

@@ -234,7 +234,9 @@ class Supervisor:
                 return False, f"worker {worker} not reporting"
             if not snapshot["ready"]:
                 return False, f"worker {worker}: {snapshot['reason']}"
-        return True, self.state
+        # Ready, but some InfluxDB nodes are left out (the others take the writes): say which.
+        degraded = [f"worker {w}: {d}" for w in processes if (d := self.collector.latest[w].get("degraded"))]
+        return True, "; ".join([self.state, *degraded])
 
     def _plan(self) -> list[list[int] | None] | None:
         settings = self.settings
