@@ -34,6 +34,9 @@ test: ## Every test: unit, integration (real Kafka/InfluxDB/Redis), browser, Kub
 	scripts/k8s up
 	$(UV) run --no-sync pytest -m "" -q -p no:cacheprovider tests
 
+images: ## Build every image here with podman, no registry (a debootstrap base, the ingest wheel built on the host); cached
+	scripts/images $(ARGS)
+
 bench-ingest: ## Ingest benchmark (hot path vs per-message baseline; Kafka->InfluxDB vs InfluxDB capacity)
 	$(UV) run --no-sync python bench/bench_ingest.py $(ARGS)
 
@@ -61,4 +64,4 @@ bench-peers: ## The same records through this product, Telegraf and Quix Streams
 bench-influx-cluster: ## InfluxDB single node vs a 2-data-node InfluxDB Cluster, replication 1 and 2: throughput and influxd CPU per point (docs/scaling.md)
 	$(UV) run --no-sync python bench/bench_influx_cluster.py $(ARGS)
 
-.PHONY: help install stack-up stack-down run unit test bench-ingest bench-aggregator bench-freshness bench-read-once bench-aggregations bench-capacity bench-peers bench-dashboard bench-influx-cluster
+.PHONY: help install stack-up stack-down run unit test images bench-ingest bench-aggregator bench-freshness bench-read-once bench-aggregations bench-capacity bench-peers bench-dashboard bench-influx-cluster
