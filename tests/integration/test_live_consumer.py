@@ -153,3 +153,74 @@ def test_a_bad_configuration_says_what_is_wrong():
         Reader({"bootstrap.servers": BROKERS, "fetch.wait.max.ms": "not a number"}, "t")
     with pytest.raises(ValueError, match="no.such.setting"):
         Reader({"bootstrap.servers": BROKERS, "no.such.setting": "1"}, "t")
+
+
+def test_handed_off_records_become_lines_once_from_the_hand_off_offset(topic):
+    name, records = topic
+    ends = end_offsets(name, PARTITIONS)
+    start = {p: ends[p] // 3 for p in range(PARTITIONS)}
+    consumer, processor = consumer_for(name)
+    try:
+        for p in range(PARTITIONS):
+            consumer.hand_off(p, start[p])
+        consumer.assign([(p, -2) for p in range(PARTITIONS)])
+        seen: dict[int, list[int]] = {p: [] for p in range(PARTITIONS)}
+        lines, invalid, read = [], [], 0
+        while read < len(records):
+            polled = consumer.poll(processor, 500, 1.0)
+            read += polled.records
+            if polled.lines is None:
+                continue
+            lines += polled.lines.body.splitlines()
+            invalid += polled.lines.invalid
+            for partition, first, last, count in polled.lines.ranges:
+                seen[partition].append((first, last, count))
+            positions = polled.lines.positions
+            assert len(positions) == 12 * polled.lines.valid
+        # Each partition handed off from its hand-off offset to its end, in order, without a gap.
+        for p in range(PARTITIONS):
+            assert seen[p][0][0] == start[p] and seen[p][-1][1] == ends[p] - 1
+            assert sum(count for _, _, count in seen[p]) == ends[p] - start[p]
+        handed = sum(ends[p] - start[p] for p in range(PARTITIONS))
+        assert len(lines) + len(invalid) == handed
+        # Invalid records come with their original bytes and a reason.
+        by_value = {r.value for r in records if r.label != "valid"}
+        assert invalid and all(i.value in by_value and i.reason for i in invalid)
+        assert all(i.offset >= start[i.partition] for i in invalid)
+
+        # Read again from the beginning (a fence's re-resume): folded, never handed off twice.
+        consumer.unassign([0])
+        consumer.assign([(0, -2)])
+        again = 0
+        while again < ends[0]:
+            polled = consumer.poll(processor, 500, 1.0)
+            again += polled.records
+            assert polled.lines is None
+    finally:
+        consumer.close()
+
+
+def test_a_bounded_partition_stops_at_its_bound(topic):
+    name, _records = topic
+    ends = end_offsets(name, PARTITIONS)
+    consumer = Reader({"bootstrap.servers": BROKERS, "group.id": f"test-bound-{uuid.uuid4().hex[:8]}",
+                       "enable.auto.commit": "false", "enable.partition.eof": "false"}, name)
+    processor = Processor(name, "ms", False, 60_000, lines=True)
+    bound = {p: ends[p] // 2 for p in range(PARTITIONS)}
+    try:
+        for p in range(PARTITIONS):
+            consumer.hand_off(p, -1)
+            consumer.bound(p, bound[p])
+        consumer.assign([(p, -2) for p in range(PARTITIONS)])
+        reached, last = set(), {}
+        deadline = time.monotonic() + 60
+        while len(reached) < PARTITIONS and time.monotonic() < deadline:
+            polled = consumer.poll(processor, 500, 0.5)
+            reached.update(polled.reached)
+            for partition, _first, high, _count in (polled.lines.ranges if polled.lines else []):
+                last[partition] = high
+        assert reached == set(range(PARTITIONS))
+        assert last == {p: bound[p] - 1 for p in range(PARTITIONS)}
+        assert consumer.poll(processor, 500, 1.0).records == 0  # paused at the bound
+    finally:
+        consumer.close()
