@@ -121,6 +121,7 @@ def run(rate: int, seconds: float, warmup: float, meters: int, workers: int) -> 
         stats_key = f"{names.prefix}:agg:stats"
         began = time.monotonic()
         cpu0, box0, committed0, produced0 = account.snapshot(), benchlib.box_busy_seconds(), ingest.totals().get("committed", 0), topic_end(names.topic)
+        totals0 = ingest.totals()
         applied0 = int(redis.hget(stats_key, "applied") or 0)
         progress: list[tuple[float, int]] = [(0.0, committed0)]
         while time.monotonic() - began < seconds:
@@ -128,6 +129,9 @@ def run(rate: int, seconds: float, warmup: float, meters: int, workers: int) -> 
             progress.append((time.monotonic() - began, ingest.totals().get("committed", 0)))
         cpu1, box1 = account.snapshot(), benchlib.box_busy_seconds()
         committed1, produced1 = ingest.totals().get("committed", 0), topic_end(names.topic)
+        totals1 = ingest.totals()
+        read_again = totals1.get("read_again", 0) - totals0.get("read_again", 0)
+        detached = totals1.get("detached", 0) - totals0.get("detached", 0)
         elapsed = time.monotonic() - began
         applied1 = int(redis.hget(stats_key, "applied") or 0)
         backlog_summaries = redis.xlen(summary_stream(names.prefix))
@@ -158,6 +162,8 @@ def run(rate: int, seconds: float, warmup: float, meters: int, workers: int) -> 
         print(f"  committed/s per 5 s interval: min {min(intervals):,.0f}, max {max(intervals):,.0f}; backlog "
               f"(produced - committed) at start {produced0 - committed0:,}, at end {produced1 - committed1:,}")
         print(f"  aggregator applied {applied1 - applied0:,} summaries in the window ({backlog_summaries:,} in the stream at the end)")
+        print(f"  read a second time by ingest's InfluxDB path (behind the live path): {read_again:,} "
+              f"({read_again / committed:.0%} of committed; the live path detached {detached} time(s) in the window)")
         print(f"  {'process':<30} {'CPU s':>8} {'avg cores':>10} {'µs CPU/reading':>15} {'cores per 1M/s':>15}")
 
         def line(name: str, seconds_cpu: float, count: int | None = None) -> None:
@@ -182,7 +188,7 @@ def run(rate: int, seconds: float, warmup: float, meters: int, workers: int) -> 
             "partitions": PARTITIONS, "cpus": psutil.cpu_count(), "load_average_end": load_avg,
             "produced": produced, "committed": committed, "produced_per_s": produced / elapsed,
             "committed_per_s": committed / elapsed, "sustained": sustained, "committed_per_s_intervals": intervals,
-            "backlog_start": produced0 - committed0, "backlog_end": produced1 - committed1,
+            "backlog_start": produced0 - committed0, "backlog_end": produced1 - committed1, "read_again": read_again, "detached": detached,
             "summaries_applied": applied1 - applied0, "summaries_in_stream_end": backlog_summaries,
             "cpu_seconds": cpu, "pipeline_total_cpu_seconds": pipeline_total, "box_busy_cpu_seconds": box,
             "us_per_reading": {name: value / committed * 1e6 for name, value in cpu.items()}
