@@ -56,6 +56,7 @@ import psutil
 from redis import Redis
 from smartgrid_common.contracts import summary_stream
 
+import benchlib
 from aggregator.testing import free_port, http_ok, make_readings, make_summaries, start_service
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -143,13 +144,7 @@ def start_aggregator(prefix: str, port: int, log: Path, variant: str | None = No
 
 
 def stop(process: subprocess.Popen | None) -> None:
-    if process is not None and process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+    benchlib.stop_process(process, timeout=15)
 
 
 # -- the summaries: a backlog kept full ------------------------------------------------------------

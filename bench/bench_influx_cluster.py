@@ -27,10 +27,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -51,6 +48,9 @@ from simulator import generate, produce
 from smartgrid_common.influx import InfluxClient
 from smartgrid_common.settings import InfluxSettings
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
+from ingest_harness import free_base_port, free_port  # noqa: E402
+
 ROOT = benchlib.ROOT
 STACK = ROOT / "scripts" / "stack"
 PARTITIONS = 32
@@ -61,21 +61,8 @@ REDIS = os.environ.get("SMARTGRID_REDIS_URL", "redis://127.0.0.1:6379/0")
 # ---- the InfluxDB targets, started in a state dir of their own -------------------------------------
 
 
-def _free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def _base_port(offsets: tuple[int, ...]) -> int:
-    for _ in range(500):
-        port = random.randrange(30000, 40000, 20)
-        if all(_free(port + offset) for offset in offsets):
-            return port
-    raise RuntimeError("no free ports")
+    return free_base_port(offsets, 30000, 40000)
 
 
 @dataclass
@@ -209,13 +196,7 @@ def ingest_run(target: Target, topic: str, records: int, database: str, stamp: s
             time.sleep(0.2)
     finally:
         account.close()
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        benchlib.stop_process(proc)
         _delete_group(group)
     influxd_cpu = cpu["influxd"] - influxd0
     return {
@@ -236,12 +217,6 @@ def _delete_group(group: str) -> None:
         AdminClient({"bootstrap.servers": BROKERS}).delete_consumer_groups([group])[group].result(30)
     except Exception:  # noqa: BLE001 - best effort: a group with no offsets cannot be deleted
         pass
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def line_bodies(records: list[tuple[bytes, bytes]], batch: int) -> tuple[list[bytes], int]:

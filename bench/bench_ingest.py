@@ -44,6 +44,7 @@ import psutil
 import redis
 from confluent_kafka.admin import AdminClient, NewTopic
 
+import benchlib
 from ingest._hotpath import Processor
 from simulator import generate, produce
 from smartgrid_common.influx import InfluxClient, wait_for
@@ -408,13 +409,7 @@ def bench_e2e(args, topic: str, records: int, mode: str, stamp: str) -> dict:
         influx_cpu = cpu_of(influxd) - influx_cpu0
         ingest_cpu = sampler.cpu_seconds() - ingest_cpu0
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        benchlib.stop_process(proc)
         sampler.stop.set()
         sampler.join()
     client = influx_client(args.influxdb, database)

@@ -145,6 +145,18 @@ def start_simulator(brokers: str, topic: str, rate: float, meters: int, duration
     )
 
 
+def stop_process(process: subprocess.Popen | None, timeout: float = 60.0) -> None:
+    """SIGTERM (a service's graceful stop), then SIGKILL if it has not ended within ``timeout``."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def save_results(kind: str, stamp: str, result: dict) -> Path:
     """Write a benchmark's results to ``bench/results/<kind>-<stamp>.json`` and say where."""
     RESULTS.mkdir(parents=True, exist_ok=True)

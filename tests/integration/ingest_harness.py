@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import random
 import socket
 import subprocess
 import sys
@@ -27,6 +28,24 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_base_port(offsets: tuple[int, ...], low: int, high: int, step: int = 20) -> int:
+    """A port P in [low, high) such that every P + offset is free (servers on fixed port offsets)."""
+    for _ in range(500):
+        port = random.randrange(low, high, step)
+        if all(port_free(port + offset) for offset in offsets):
+            return port
+    raise RuntimeError(f"no free base port in [{low}, {high}) for offsets {offsets}")
 
 
 def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.2) -> None:

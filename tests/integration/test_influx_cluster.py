@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import socket
 import subprocess
 import threading
 import time
@@ -33,7 +32,7 @@ import pytest
 import test_writer_influx
 from simulator import produce
 
-from ingest_harness import BROKERS, REPO, wait_until
+from ingest_harness import BROKERS, REPO, free_base_port, wait_until
 from test_pipeline_e2e import FullPipeline, all_committed, dataset, event_ms, invalid_of, now_ms, truth_from_topic
 
 pytestmark = pytest.mark.integration
@@ -96,22 +95,9 @@ class InfluxCluster:
         return series[0]["values"][0][1] if series else 0
 
 
-def _free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def _cluster_port() -> int:
     """A base port P whose cluster ports (P, P+2, P+3, P+5, P+10, P+12) are all free."""
-    for _ in range(200):
-        port = random.randrange(20000, 30000, 20)
-        if all(_free(port + offset) for offset in (0, 2, 3, 5, 10, 12)):
-            return port
-    raise RuntimeError("no free ports for the InfluxDB cluster")
+    return free_base_port((0, 2, 3, 5, 10, 12), 20000, 30000)
 
 
 @pytest.fixture(scope="session")
