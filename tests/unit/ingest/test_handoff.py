@@ -50,17 +50,6 @@ def test_records_the_influxdb_path_reads_itself_count_against_the_limit():
     assert handoff.offer(lines(1, 0, 9))
 
 
-def test_clear_drops_what_is_queued_and_its_count_but_not_what_was_taken():
-    handoff = HandOff(limit=100)
-    handoff.offer(lines(0, 0, 9))
-    handoff.take(0)
-    handoff.offer(lines(0, 10, 19))
-    handoff.detach()
-    assert handoff.clear() == 10
-    assert handoff.records == 10  # the taken ones, until they are settled
-    assert handoff.take(0) is None
-
-
 def test_take_waits_for_an_offer_from_another_thread():
     handoff = HandOff(limit=100)
     offered = lines(3, 5, 6)

@@ -74,12 +74,3 @@ class HandOff:
         """``count`` records left the InfluxDB path (committed, or dropped at a revocation)."""
         with self._ready:
             self.records -= count
-
-    def clear(self) -> int:
-        """Drop every queued item (a revocation: the partitions' next owner reads them); the
-        records dropped."""
-        with self._ready:
-            dropped = sum(sum(r[3] for r in item.ranges) for item in self._items if item is not DETACHED)
-            self._items.clear()
-            self.records -= dropped
-        return dropped

@@ -14,15 +14,14 @@ FETCH_MIN_BYTES = 256 * 1024
 
 
 def processor(settings: IngestSettings, live: bool) -> Processor:
-    """The hot path of one of a worker's readers. The live reader validates and summarises (its
-    lines come from the same decode); the InfluxDB path's own reader only validates and builds
-    lines. Both judge event time by the same rules, so they refuse the same records."""
+    """The hot path of one of a worker's readers: the live reader's folds the summaries, the
+    InfluxDB path's own reader's does not (a reader builds lines of what it hands off, either
+    way). Both judge event time by the same rules, so they refuse the same records."""
     return Processor(
         settings.kafka_topic,
         settings.timestamp_unit,
         aggregations=live,
         offline_after_ms=int(settings.offline_after * 1000),
-        lines=not live,
         max_clock_skew_ms=int(settings.max_clock_skew * 1000),
         late_window_ms=int(settings.late_window * 1000),
     )
