@@ -12,7 +12,9 @@ import pytest
 from simulator import produce
 
 from ingest_harness import BROKERS, stack_command, wait_until
-from test_pipeline_e2e import all_committed, dataset, invalid_of, live_readings, now_ms, pipeline, truth_from_topic  # noqa: F401 - fixtures
+from test_pipeline_e2e import (  # noqa: F401 - fixtures
+    all_committed, dataset, invalid_of, live_readings, now_ms, pipeline, produce_to, reading, truth_from_topic,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -117,3 +119,28 @@ def test_a_checkpoint_ahead_of_the_commit_leaves_a_gap_read_at_start(names, pipe
     # from its commit (the beginning) up to there itself, bounded, then took lines again.
     assert totals["read_again"] == totals["committed"] == len(records)
     assert log_lines(second, "reading lines from the live path again") >= 1
+
+
+def test_partitions_that_never_had_a_record_do_not_keep_the_influxdb_path_detached(names, pipeline, redis):
+    # Records on 4 of the 32 partitions only: the other 28 have no offset either reader has read.
+    base = now_ms() - 300_000
+    per_partition = [
+        [(f"m{p}-{i % 50}".encode(), reading(f"m{p}-{i % 50}", base + i * 10, 1.0)) for i in range(2_500)]
+        for p in range(4)
+    ]
+    pipeline.start_aggregator()
+    service = pipeline.start_ingest(PROCESSOR_QUEUE_SIZE="2000", INFLUXDB_BATCH_SIZE="500")
+    service.wait_ready()
+    stack_command("stop-server", "influxdb")
+    try:
+        for partition, records in enumerate(per_partition):
+            produce_to(names.topic, partition, records)
+        wait_until(lambda: service.totals()["detached"] >= 1, 60, "the live path to detach")
+    finally:
+        stack_command("start-server", "influxdb")
+    wait_until(lambda: all_committed(names), 120, "ingest to commit every record")
+    wait_until(lambda: log_lines(service, "reading lines from the live path again") >= 1, 60, "the InfluxDB path to attach again")
+    before = service.totals()
+    produce_to(names.topic, 0, [(b"late-0", reading("late-0", now_ms(), 2.0))])
+    wait_until(lambda: service.totals()["committed"] >= before["committed"] + 1, 60, "the new record committed")
+    assert service.totals()["read_again"] == before["read_again"]

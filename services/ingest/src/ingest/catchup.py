@@ -66,3 +66,17 @@ class OwnReader:
 
     def close(self) -> None:
         self.reader.close()
+
+
+def records_behind(next_needed: dict[int, int], live_next: dict[int, int]) -> int:
+    """How many records the InfluxDB path's own reads are behind the live thread, over all
+    partitions (per partition: the offsets the live thread will read next and this path needs
+    next). A negative offset is logical (the beginning: nothing read yet). A partition neither has
+    read is not behind (an empty partition never holds an attachment back); one only the live
+    thread has read counts from offset 0 (an upper bound: the log may start later)."""
+    behind = 0
+    for partition, needed in next_needed.items():
+        ahead = live_next.get(partition, needed)
+        if ahead >= 0:
+            behind += max(0, ahead - max(needed, 0))
+    return behind

@@ -26,7 +26,7 @@ import time
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, Producer, TopicPartition
 
 from ._hotpath import Lines
-from .catchup import OwnReader
+from .catchup import OwnReader, records_behind
 from .deadletters import DeadLetters, read_records
 from .handoff import DETACHED, HandOff
 from .live import LivePath
@@ -228,9 +228,7 @@ class Worker:
 
     def _close_behind(self) -> bool:
         """This path's own reads are close behind the live thread (a quarter of the hand-off)."""
-        positions = self.live.positions()
-        gap = sum(max(0, positions.get(p, needed) - needed) for p, needed in self.next_needed.items() if needed >= 0)
-        return all(n >= 0 for n in self.next_needed.values()) and gap <= self.handoff.limit // 4
+        return records_behind(self.next_needed, self.live.positions()) <= self.handoff.limit // 4
 
     def _backpressure(self) -> bool:
         """Past PROCESSOR_QUEUE_SIZE records in write units, this path's own reads wait (lines
