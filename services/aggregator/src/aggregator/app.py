@@ -27,6 +27,7 @@ from smartgrid_common.health import create_app
 from aggregator import views
 from aggregator.fastpath import SharedViewsFastPath, int_param
 from aggregator.fold import FoldConfig
+from aggregator.notifier import RegionStatusCollector, RegionWatch
 from aggregator.settings import AggregatorSettings
 from aggregator.store import LiveStore
 from aggregator.viewcache import Broadcast, ViewCache
@@ -71,8 +72,13 @@ def build_app(settings: AggregatorSettings, run_worker: bool = True, view_ttl: f
     registry = CollectorRegistry()
     # The fold runs on its own loop and Redis client (worker_thread.py); ``store`` serves the pages.
     fold_redis = connect(settings)
-    worker = Aggregator(fold_redis, LiveStore(fold_redis, settings.redis_prefix, config), settings, Metrics(registry))
-    worker_thread = WorkerThread(worker, fold_redis)
+    fold_store = LiveStore(fold_redis, settings.redis_prefix, config)
+    worker = Aggregator(fold_redis, fold_store, settings, Metrics(registry))
+    # The region gauges and alerts (notifier.py) run on the fold's thread, with its client.
+    region_status = RegionStatusCollector()
+    registry.register(region_status)
+    watch = RegionWatch(fold_redis, fold_store, settings, registry, region_status)
+    worker_thread = WorkerThread(worker, fold_redis, companions=(watch,))
     computed = Counter(
         "aggregator_view_computations_total",
         "Dashboard views computed from Redis (each one serves every request of its interval)",
@@ -114,6 +120,7 @@ def build_app(settings: AggregatorSettings, run_worker: bool = True, view_ttl: f
     app = create_app("aggregator", ready, lifespan=lifespan, registry=registry, alive=worker_thread.alive)
     app.state.store = store
     app.state.worker = worker
+    app.state.region_watch = watch
 
     async def shared(key: Hashable, compute: Callable[[], Awaitable[Any]], long: bool = False) -> bytes:
         """The JSON of a view, computed and serialized once for every request of its interval

@@ -27,6 +27,11 @@ class Keys:
         self.region_meters = f"{prefix}:region_meters"
         self.geo = f"{prefix}:geo"
         self.alerts = f"{prefix}:alerts"
+        # Region alerts (notifier.py): the replica that sends them, their episodes, the
+        # notifications not yet delivered (oldest first).
+        self.alert_leader = f"{prefix}:agg:alert_leader"
+        self.alert_episodes = f"{prefix}:agg:alert_episodes"
+        self.alert_outbox = f"{prefix}:agg:alert_outbox"
 
     def second(self, second: int) -> str:
         """Hash sum/count/min/max (+emit_seq) of one event second, all regions."""

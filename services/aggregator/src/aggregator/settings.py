@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import socket
+import urllib.parse
+from typing import Literal
 
+from pydantic import SecretStr, field_validator, model_validator
 from smartgrid_common.settings import Duration, EventTimeSettings, RedisSettings, ServiceSettings, env
 
 
@@ -41,3 +44,57 @@ class AggregatorSettings(ServiceSettings, RedisSettings, EventTimeSettings):
     sse_interval: Duration = env("SMARTGRID_SSE_INTERVAL", 1.0, gt=0)
     # Fold has not progressed for this long while summaries wait: /readyz turns false.
     stall_after: Duration = env("SMARTGRID_AGGREGATOR_STALL_AFTER", 60.0, gt=0)
+
+    # Region alerts (docs/operations.md, "Alerts"). Interval between two reads of every region's
+    # status counts: the smartgrid_region_meters gauges and the alert evaluation.
+    region_status_interval: Duration = env("SMARTGRID_REGION_STATUS_INTERVAL", 5.0, gt=0)
+    # Webhook the alerts are posted to (http(s)://...; from a Secret: a Slack URL holds its token).
+    # Empty: no notifications (the gauges are still served).
+    alert_webhook_url: SecretStr = env("SMARTGRID_ALERT_WEBHOOK_URL", SecretStr(""))
+    # Body of a notification: alertmanager (webhook version 4 JSON) or slack ({"text": ...}, which
+    # Microsoft Teams' incoming webhooks take too).
+    alert_format: Literal["alertmanager", "slack"] = env("SMARTGRID_ALERT_FORMAT", "alertmanager")
+    # Share of a region's meters in a status (0..1) at which its alert fires; 0 turns it off.
+    alert_fault_share: float = env("SMARTGRID_ALERT_FAULT_SHARE", 0.2, ge=0, le=1)
+    alert_offline_share: float = env("SMARTGRID_ALERT_OFFLINE_SHARE", 0.2, ge=0, le=1)
+    alert_clock_skew_share: float = env("SMARTGRID_ALERT_CLOCK_SKEW_SHARE", 0.05, ge=0, le=1)
+    # An alert resolves when the share falls below threshold x this (hysteresis: no flapping).
+    alert_clear_ratio: float = env("SMARTGRID_ALERT_CLEAR_RATIO", 0.8, gt=0, le=1)
+    # How long a share must stay at or above its threshold before the alert fires.
+    alert_for: Duration = env("SMARTGRID_ALERT_FOR", 60.0)
+    # A firing alert is sent again every this long; 0: once per episode.
+    alert_repeat_interval: Duration = env("SMARTGRID_ALERT_REPEAT_INTERVAL", 0.0)
+    # The alerts' severity label.
+    alert_severity: str = env("SMARTGRID_ALERT_SEVERITY", "warning", min_length=1)
+    # Link in the notifications (Alertmanager's generatorURL/externalURL): the dashboard's address.
+    alert_dashboard_url: str = env("SMARTGRID_ALERT_DASHBOARD_URL", "")
+    # Timeout of one webhook request.
+    alert_timeout: Duration = env("SMARTGRID_ALERT_TIMEOUT", 10.0, gt=0)
+
+    @field_validator("alert_webhook_url")
+    @classmethod
+    def _webhook(cls, value: SecretStr) -> SecretStr:
+        url = value.get_secret_value().strip()
+        if url:
+            parsed = urllib.parse.urlsplit(url)
+            if parsed.scheme not in ("http", "https") or not parsed.hostname:
+                # The value is a secret: the message says what is wrong, never what was given.
+                raise ValueError("not a webhook URL: write http(s)://host[:port]/path (or leave it empty)")
+        return SecretStr(url)
+
+    @model_validator(mode="after")
+    def _alerts(self) -> AggregatorSettings:
+        if self.alert_webhook_url.get_secret_value() and not any(
+            (self.alert_fault_share, self.alert_offline_share, self.alert_clock_skew_share)
+        ):
+            raise ValueError(
+                "SMARTGRID_ALERT_WEBHOOK_URL is set but every SMARTGRID_ALERT_*_SHARE is 0: set a threshold "
+                "(0 < share <= 1) or leave the webhook empty"
+            )
+        return self
+
+    def alert_thresholds(self) -> dict[str, float]:
+        """Status -> share of a region's meters at which its alert fires (only those switched on)."""
+        shares = {"fault": self.alert_fault_share, "offline": self.alert_offline_share,
+                  "clock_skew": self.alert_clock_skew_share}
+        return {status: value for status, value in shares.items() if value > 0}

@@ -134,6 +134,27 @@ class LiveStore:
         records = await self.redis.hmget(self.keys.alerts, meter_ids) if meter_ids else []
         return int(total), list(zip(meter_ids, records, strict=True))
 
+    async def region_status_counts(self, statuses: tuple[str, ...]) -> tuple[dict[str, int], dict[str, int], dict[tuple[str, str], int]]:
+        """(known meters by region, non-ok meters by region, meters by (status, region) for
+        ``statuses``): one HGETALL and one pipeline of ZCARDs (regions x (statuses + 1))."""
+        known = {key.decode(): int(value) for key, value in (await self.redis.hgetall(self.keys.region_meters)).items()}
+        regions = sorted(known)
+        if not regions:
+            return known, {}, {}
+        pipe = self.redis.pipeline(transaction=False)
+        for region in regions:
+            pipe.zcard(self.keys.alerts_index(region=region))
+            for status in statuses:
+                pipe.zcard(self.keys.alerts_index(status, region))
+        replies = iter(await pipe.execute())
+        non_ok: dict[str, int] = {}
+        by_status: dict[tuple[str, str], int] = {}
+        for region in regions:
+            non_ok[region] = int(next(replies))
+            for status in statuses:
+                by_status[(status, region)] = int(next(replies))
+        return known, non_ok, by_status
+
     async def stats(self) -> Hash:
         """Fold counters (applied, duplicates, overlaps, too late)."""
         return await self.redis.hgetall(self.keys.stats)

@@ -14,6 +14,8 @@ import asyncio
 import logging
 import threading
 
+from typing import Any
+
 from redis.asyncio import Redis
 
 from aggregator.worker import Aggregator
@@ -22,16 +24,19 @@ log = logging.getLogger("aggregator.worker_thread")
 
 
 class WorkerThread(threading.Thread):
-    """Runs ``worker.run_fold()`` and ``worker.run_emit()`` until :meth:`stop`.
+    """Runs ``worker.run_fold()`` and ``worker.run_emit()`` (and the loops of ``companions``,
+    e.g. the region watch: their ``tasks()``, ended by their ``stopping`` event, then ``close()``)
+    until :meth:`stop`.
 
     ``worker`` and its ``redis`` client are used by this thread's loop only (a redis.asyncio client
     belongs to the loop that opened its connections); the dashboard has a client of its own.
     """
 
-    def __init__(self, worker: Aggregator, redis: Redis) -> None:
+    def __init__(self, worker: Aggregator, redis: Redis, companions: tuple[Any, ...] = ()) -> None:
         super().__init__(name="aggregator-worker", daemon=True)
         self.worker = worker
         self.redis = redis
+        self.companions = companions
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_event: asyncio.Event | None = None
         self._running = threading.Event()
@@ -47,15 +52,20 @@ class WorkerThread(threading.Thread):
         self._stop_event = asyncio.Event()
         self._running.set()
         tasks = [asyncio.create_task(self.worker.run_fold()), asyncio.create_task(self.worker.run_emit())]
+        tasks += [asyncio.create_task(loop) for companion in self.companions for loop in companion.tasks()]
         try:
             await self._stop_event.wait()
         finally:
             self.worker.stopping.set()
+            for companion in self.companions:
+                companion.stopping.set()
             # As on the server's loop before: a fold in flight is cancelled (the script is atomic
             # in Redis; a summary not acknowledged yet is read again after a restart).
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            for companion in self.companions:
+                await companion.close()
             await self.redis.aclose()
 
     def stop(self, timeout: float) -> None:

@@ -201,7 +201,7 @@ def describe_errors(error: ValidationError) -> str:
         hint = _HINTS.get(item["type"], "")
         given = item.get("input")
         # Only a single field's own value is shown, never a secret's, never the whole input.
-        secret = any(word in name for word in ("PASSWORD", "SECRET", "TOKEN"))
+        secret = any(word in name for word in ("PASSWORD", "SECRET", "TOKEN", "WEBHOOK"))
         shown = "" if given is None or secret or isinstance(given, dict) or not item["loc"] else f" (got {given!r})"
         shown = redact_urls(shown)  # a URL's userinfo is a password too
         message = redact_urls(item["msg"].removeprefix("Value error, "))
