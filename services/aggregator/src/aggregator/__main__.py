@@ -16,7 +16,7 @@ def main() -> None:
     settings = load_settings(AggregatorSettings)
     setup_logging("aggregator", settings.log_level)
     require_no_eviction(settings)
-    serve(build_app(settings), settings.http_host, settings.http_port)
+    serve(build_app(settings), settings.http_host, settings.http_port, settings.metrics_port)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,10 @@
-"""The HTTP shell every service shares: ``/healthz``, ``/readyz`` and ``/metrics``."""
+"""The HTTP shell every service shares: ``/healthz``, ``/readyz`` and ``/metrics``.
+
+With ``SMARTGRID_METRICS_PORT`` set (the chart's layout: 9102), those endpoints (every route
+tagged ``health``) answer on that port only, and the service's own routes (the dashboard and its
+API) on ``SMARTGRID_HTTP_PORT`` only: a NetworkPolicy can then open the metrics port to Prometheus
+alone. One server serves both ports (one event loop, one lifespan).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,9 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Response
+from fastapi.routing import APIRoute
+from starlette.responses import PlainTextResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.config import STARTUP_FAILURE
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
@@ -66,8 +75,54 @@ def create_app(
     return app
 
 
-def serve(app: FastAPI, host: str, port: int) -> None:
+HEALTH_TAG = "health"
+"""Routes with this tag (health, readiness, metrics, stats) move to the metrics port."""
+
+
+def ops_paths(app: FastAPI) -> frozenset[str]:
+    """The paths of the app's routes tagged ``health``."""
+    return frozenset(route.path for route in app.routes if isinstance(route, APIRoute) and HEALTH_TAG in route.tags)
+
+
+class PortSplit:
+    """ASGI middleware: ``paths`` answer on ``metrics_port`` only, everything else anywhere but there (404)."""
+
+    def __init__(self, app: ASGIApp, metrics_port: int, paths: frozenset[str]) -> None:
+        self.app = app
+        self.metrics_port = metrics_port
+        self.paths = paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            server = scope.get("server")
+            on_metrics_port = server is not None and server[1] == self.metrics_port
+            if (scope["path"] in self.paths) != on_metrics_port:
+                if scope["type"] == "http":
+                    await PlainTextResponse("not found on this port", 404)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (port 0: any free one), as uvicorn would open it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        sys.exit(f"cannot listen on {host}:{port} ({error.strerror}): free the port or set another one")
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(app: FastAPI, host: str, port: int, metrics_port: int | None = None) -> None:
     """Run the app with uvicorn, logs going through our JSON logging.
+
+    ``metrics_port`` (None or ``port``: one port for everything): the port of the health,
+    readiness and metrics routes, which then answer there only (:class:`PortSplit`).
 
     A SIGTERM or SIGINT shuts down gracefully (lifespan shutdown runs) and the process exits 0:
     uvicorn re-raises the signal after its shutdown, and the handler installed here turns that
@@ -80,7 +135,12 @@ def serve(app: FastAPI, host: str, port: int) -> None:
     config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="on",
                             timeout_graceful_shutdown=HTTP_SHUTDOWN_TIMEOUT_S)
     server = _Server(config)
-    server.run()
+    if metrics_port is None or metrics_port == port:
+        server.run()
+    else:
+        sockets = [bind(host, port), bind(host, metrics_port)]
+        app.add_middleware(PortSplit, metrics_port=sockets[1].getsockname()[1], paths=ops_paths(app))
+        server.run(sockets=sockets)
     if not server.started:  # as uvicorn.run: the port was taken, or the lifespan startup failed
         sys.exit(STARTUP_FAILURE)
 

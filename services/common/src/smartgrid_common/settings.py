@@ -96,10 +96,14 @@ class ServiceSettings(BaseSettings):
 
     # Log level of the JSON logs (DEBUG, INFO, WARNING, ERROR).
     log_level: str = env("SMARTGRID_LOG_LEVEL", "INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
-    # Port of the /healthz, /readyz and /metrics endpoints (and the service's API, if any).
+    # Port of the service's API (the dashboard), and of /healthz, /readyz and /metrics unless
+    # SMARTGRID_METRICS_PORT moves them to a port of their own.
     http_port: int = env("SMARTGRID_HTTP_PORT", 8080, ge=0, le=65535)
     # Address the HTTP endpoints bind to.
     http_host: str = env("SMARTGRID_HTTP_HOST", "0.0.0.0")
+    # Port of /healthz, /readyz and /metrics when they must not share the HTTP port (the chart sets
+    # 9102: a NetworkPolicy opens it to Prometheus alone); unset: they answer on the HTTP port.
+    metrics_port: int | None = env("SMARTGRID_METRICS_PORT", None, ge=0, le=65535)
 
 
 class InfluxSettings(BaseSettings):

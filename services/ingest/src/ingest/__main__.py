@@ -21,7 +21,7 @@ def main() -> None:
     setup_logging("ingest", settings.log_level)
     if settings.processor_enable_aggregations:  # only the live path uses Redis
         require_no_eviction(settings)
-    serve(build_app(settings), settings.http_host, settings.http_port)
+    serve(build_app(settings), settings.http_host, settings.http_port, settings.metrics_port)
 
 
 if __name__ == "__main__":

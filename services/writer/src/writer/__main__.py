@@ -20,7 +20,7 @@ def main() -> None:
     require_no_eviction(settings)
     # httpx logs every request at INFO: one line per InfluxDB write is noise.
     logging.getLogger("httpx").setLevel("WARNING")
-    serve(build_app(settings), settings.http_host, settings.http_port)
+    serve(build_app(settings), settings.http_host, settings.http_port, settings.metrics_port)
 
 
 if __name__ == "__main__":
