@@ -83,7 +83,7 @@ def test_helm_test_pod_checks_the_operator_and_the_demo_backends(cluster: Cluste
     pod = yaml.safe_load(rendered)
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
     script = pod["spec"]["containers"][0]["command"][-1]
-    assert "operator-probe" in script and "influxdb:8086/ping" in script and "demo-aggregator/healthz" in script
+    assert "operator-probe" in script and "influxdb:8086/ping" in script and "demo-aggregator:9102/healthz" in script
 
 
 def test_influxdb_is_configured_with_tsi1_and_unlimited_values_per_tag(cluster: Cluster):

@@ -24,6 +24,9 @@ KIND = "SmartGridConsumer"
 CONFIG_HASH_ANNOTATION = f"{GROUP}/config-hash"
 PARTITIONS_ANNOTATION = f"{GROUP}/partitions"
 HTTP_PORT = 8080
+# /healthz, /readyz and /metrics answer on a port of their own (SMARTGRID_METRICS_PORT): a
+# NetworkPolicy can open it to Prometheus alone while the dashboard port stays where it is.
+METRICS_PORT = 9102
 PARTITIONS_DIR = "/etc/smartgrid/partitions"
 
 Spec = Mapping[str, Any]
@@ -139,6 +142,7 @@ def build_config_data(spec: Spec) -> dict[str, str]:
         "SMARTGRID_KAFKA_SECURITY_PROTOCOL": security["protocol"],
         "SMARTGRID_LOG_LEVEL": spec["logLevel"],
         "SMARTGRID_HTTP_PORT": str(HTTP_PORT),
+        "SMARTGRID_METRICS_PORT": str(METRICS_PORT),
     }
     if kafka.get("dlqTopic"):
         data["SMARTGRID_DLQ_TOPIC"] = kafka["dlqTopic"]
@@ -195,6 +199,32 @@ def secret_env(spec: Spec) -> list[dict[str, Any]]:
     ]
 
 
+def aggregator_env(spec: Spec) -> list[dict[str, Any]]:
+    """The aggregator's own environment: the dashboard's API token and the region alerts (the
+    token and the webhook URL from their Secrets). On the aggregator's pods only, not in the
+    shared ConfigMap: changing them does not restart ingest."""
+    aggregator = spec["aggregator"]
+    alerts = aggregator.get("alerts") or {}
+    env = [
+        *_secret_env("SMARTGRID_API_TOKEN", aggregator.get("apiTokenSecret"), "key"),
+        *_secret_env("SMARTGRID_ALERT_WEBHOOK_URL", alerts.get("webhookSecret"), "key"),
+    ]
+    if alerts:
+        values = {
+            "SMARTGRID_ALERT_FORMAT": alerts["format"],
+            "SMARTGRID_ALERT_FAULT_SHARE": str(alerts["faultShare"]),
+            "SMARTGRID_ALERT_OFFLINE_SHARE": str(alerts["offlineShare"]),
+            "SMARTGRID_ALERT_CLOCK_SKEW_SHARE": str(alerts["clockSkewShare"]),
+            "SMARTGRID_ALERT_CLEAR_RATIO": str(alerts["clearRatio"]),
+            "SMARTGRID_ALERT_FOR": alerts["for"],
+            "SMARTGRID_ALERT_REPEAT_INTERVAL": alerts["repeatInterval"],
+            "SMARTGRID_ALERT_SEVERITY": alerts["severity"],
+            "SMARTGRID_ALERT_DASHBOARD_URL": alerts.get("dashboardUrl", ""),
+        }
+        env += [{"name": key, "value": value} for key, value in values.items()]
+    return env
+
+
 # ----------------------------------------------------------------------------- pods
 
 POD_SECURITY_CONTEXT = {
@@ -226,7 +256,7 @@ def ingest_termination_grace_seconds(shutdown_timeout: str) -> int:
 
 def _probe(path: str, period: int) -> dict[str, Any]:
     return {
-        "httpGet": {"path": path, "port": "http"},
+        "httpGet": {"path": path, "port": "metrics"},
         "periodSeconds": period,
         "timeoutSeconds": 3,
         "failureThreshold": 3,
@@ -243,6 +273,7 @@ def build_pod_template(
     extra_volumes: list[dict] = (),  # type: ignore[assignment]
     extra_mounts: list[dict] = (),  # type: ignore[assignment]
     termination_grace_seconds: int = 30,
+    extra_env: list[dict] = (),  # type: ignore[assignment]
 ) -> dict[str, Any]:
     """A hardened pod template: non-root, read-only root, no capabilities, /tmp as emptyDir."""
     container: dict[str, Any] = {
@@ -250,9 +281,12 @@ def build_pod_template(
         "image": component_spec["image"],
         "imagePullPolicy": spec["imagePullPolicy"],
         "command": command,
-        "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
+        "ports": [
+            {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
+            {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},
+        ],
         "envFrom": [{"configMapRef": {"name": component_name(name, "config")}}],
-        "env": secret_env(spec),
+        "env": [*secret_env(spec), *extra_env],
         "livenessProbe": _probe("/healthz", 10),
         "readinessProbe": _probe("/readyz", 5),
         "resources": dict(component_spec.get("resources") or {}),
@@ -342,8 +376,11 @@ def build_ingest_statefulset(name: str, namespace: str, spec: Spec, partitions: 
 def build_deployment(name: str, namespace: str, spec: Spec, component: str) -> Manifest:
     """The aggregator or writer Deployment (``component`` is ``aggregator`` or ``writer``)."""
     component_spec = spec[component]
-    template_hash = config_hash(build_config_data(spec), secret_env(spec))
-    template = build_pod_template(name, spec, component, component_spec, ["python", "-m", component], template_hash)
+    own_env = aggregator_env(spec) if component == "aggregator" else []
+    template_hash = config_hash(build_config_data(spec), secret_env(spec), *([own_env] if own_env else []))
+    template = build_pod_template(
+        name, spec, component, component_spec, ["python", "-m", component], template_hash, extra_env=own_env
+    )
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -357,10 +394,14 @@ def build_deployment(name: str, namespace: str, spec: Spec, component: str) -> M
 
 
 def build_service(name: str, namespace: str, component: str, headless: bool = False) -> Manifest:
-    """A Service on the component's HTTP port (headless for the ingest StatefulSet)."""
+    """A Service on the component's HTTP port (headless for the ingest StatefulSet) and its
+    metrics port (what a ServiceMonitor scrapes)."""
     spec: dict[str, Any] = {
         "selector": selector(name, component),
-        "ports": [{"name": "http", "port": 80 if not headless else HTTP_PORT, "targetPort": "http", "protocol": "TCP"}],
+        "ports": [
+            {"name": "http", "port": 80 if not headless else HTTP_PORT, "targetPort": "http", "protocol": "TCP"},
+            {"name": "metrics", "port": METRICS_PORT, "targetPort": "metrics", "protocol": "TCP"},
+        ],
     }
     if headless:
         spec["clusterIP"] = "None"

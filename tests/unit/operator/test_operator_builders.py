@@ -350,3 +350,40 @@ def test_one_influxdb_node_gets_consistency_one_and_replication_1_by_default():
     assert data["INFLUXDB_URL"] == "http://influxdb:8086"
     assert data["SMARTGRID_INFLUXDB_CONSISTENCY"] == "one"
     assert data["SMARTGRID_INFLUXDB_REPLICATION"] == "1"
+
+
+def test_health_and_metrics_are_on_the_metrics_port_of_every_pod_and_service(spec):
+    assert builders.build_config_data(spec)["SMARTGRID_METRICS_PORT"] == "9102"
+    for manifest in build_all("g", "n", spec, 8):
+        if manifest["kind"] in ("StatefulSet", "Deployment"):
+            container = manifest["spec"]["template"]["spec"]["containers"][0]
+            ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+            assert ports == {"http": 8080, "metrics": 9102}
+            assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+            assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+        if manifest["kind"] == "Service":
+            ports = {port["name"]: port["targetPort"] for port in manifest["spec"]["ports"]}
+            assert ports == {"http": "http", "metrics": "metrics"}
+
+
+def test_the_api_token_and_the_alerts_reach_the_aggregator_only_its_secrets_by_reference():
+    spec = defaulted_spec(aggregator={
+        "apiTokenSecret": {"name": "dashboard-token"},
+        "alerts": {"webhookSecret": {"name": "hooks", "key": "slack"}, "format": "slack", "faultShare": 0.3},
+    })
+    manifests = {(m["kind"], m["metadata"]["name"]): m for m in build_all("g", "n", spec, 8)}
+    aggregator = manifests[("Deployment", "g-aggregator")]["spec"]["template"]["spec"]["containers"][0]["env"]
+    by_name = {item["name"]: item for item in aggregator}
+    assert by_name["SMARTGRID_API_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "dashboard-token", "key": "token"}
+    assert by_name["SMARTGRID_ALERT_WEBHOOK_URL"]["valueFrom"]["secretKeyRef"] == {"name": "hooks", "key": "slack"}
+    assert by_name["SMARTGRID_ALERT_FORMAT"]["value"] == "slack"
+    assert by_name["SMARTGRID_ALERT_FAULT_SHARE"]["value"] == "0.3"
+    assert by_name["SMARTGRID_ALERT_FOR"]["value"] == "1m"
+    for other in (manifests[("Deployment", "g-writer")], manifests[("StatefulSet", "g-ingest")]):
+        names = {item["name"] for item in other["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert not {n for n in names if n.startswith(("SMARTGRID_ALERT_", "SMARTGRID_API_"))}
+    assert not any(key.startswith("SMARTGRID_ALERT_") for key in builders.build_config_data(spec))
+    # Alert settings roll the aggregator, never ingest.
+    plain = defaulted_spec()
+    assert (build_ingest_statefulset("g", "n", spec, 8)["spec"]["template"]["metadata"]["annotations"]
+            == build_ingest_statefulset("g", "n", plain, 8)["spec"]["template"]["metadata"]["annotations"])
