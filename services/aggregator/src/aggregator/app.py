@@ -25,6 +25,7 @@ from redis.asyncio import Redis
 from smartgrid_common.health import create_app
 
 from aggregator import views
+from aggregator.auth import TokenAuth
 from aggregator.fastpath import SharedViewsFastPath, int_param
 from aggregator.fold import FoldConfig
 from aggregator.notifier import RegionStatusCollector, RegionWatch
@@ -269,4 +270,8 @@ def build_app(settings: AggregatorSettings, run_worker: bool = True, view_ttl: f
         params={"/api/live": frozenset({"seconds"}), "/api/meters": frozenset({"status", "region", "page", "page_size"}),
                 "/api/status": frozenset(), "/api/trend": frozenset(), "/api/regions": frozenset()},
     )
+    # Outermost (added last): the fast path answers only requests that passed the token check.
+    token = settings.api_token.get_secret_value()
+    if token:
+        app.add_middleware(TokenAuth, token=token)
     return app

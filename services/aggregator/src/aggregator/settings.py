@@ -10,6 +10,10 @@ from pydantic import SecretStr, field_validator, model_validator
 from smartgrid_common.settings import Duration, EventTimeSettings, RedisSettings, ServiceSettings, env
 
 
+MIN_TOKEN_LENGTH = 16
+"""A shorter API token could be guessed."""
+
+
 class AggregatorSettings(ServiceSettings, RedisSettings, EventTimeSettings):
     """Everything ``python -m aggregator`` reads from the environment.
 
@@ -71,6 +75,11 @@ class AggregatorSettings(ServiceSettings, RedisSettings, EventTimeSettings):
     # Timeout of one webhook request.
     alert_timeout: Duration = env("SMARTGRID_ALERT_TIMEOUT", 10.0, gt=0)
 
+    # Bearer token the dashboard's API and page require (docs/kubernetes.md, "Access"); empty: open.
+    api_token: SecretStr = env("SMARTGRID_API_TOKEN", SecretStr(""))
+    # A file holding that token instead (a mounted Secret); read once at start-up.
+    api_token_file: str = env("SMARTGRID_API_TOKEN_FILE", "")
+
     @field_validator("alert_webhook_url")
     @classmethod
     def _webhook(cls, value: SecretStr) -> SecretStr:
@@ -90,6 +99,28 @@ class AggregatorSettings(ServiceSettings, RedisSettings, EventTimeSettings):
             raise ValueError(
                 "SMARTGRID_ALERT_WEBHOOK_URL is set but every SMARTGRID_ALERT_*_SHARE is 0: set a threshold "
                 "(0 < share <= 1) or leave the webhook empty"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _token(self) -> AggregatorSettings:
+        if self.api_token.get_secret_value() and self.api_token_file:
+            raise ValueError("SMARTGRID_API_TOKEN and SMARTGRID_API_TOKEN_FILE are both set: set one of them")
+        if self.api_token_file:
+            try:
+                with open(self.api_token_file, encoding="utf-8") as file:
+                    token = file.read().strip()
+            except OSError as error:
+                raise ValueError(f"SMARTGRID_API_TOKEN_FILE {self.api_token_file!r} cannot be read ({error.strerror}): "
+                                 "mount the Secret there or unset it") from None
+            if not token:
+                raise ValueError(f"SMARTGRID_API_TOKEN_FILE {self.api_token_file!r} is empty: put the token in it")
+            self.api_token = SecretStr(token)
+        token = self.api_token.get_secret_value()
+        if token and (len(token) < MIN_TOKEN_LENGTH or any(c.isspace() for c in token)):
+            raise ValueError(
+                f"SMARTGRID_API_TOKEN{' (from SMARTGRID_API_TOKEN_FILE)' if self.api_token_file else ''} must be at "
+                f"least {MIN_TOKEN_LENGTH} characters without spaces: make one with `openssl rand -hex 32`"
             )
         return self
 
