@@ -7,6 +7,8 @@ compares it with Redis checks the whole chain summary -> Lua fold -> Redis.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import os
 import random
 import socket
@@ -51,17 +53,27 @@ def region_centres(count: int) -> dict[str, tuple[float, float]]:
 
 def make_readings(
     meters: int, seconds: int, start: int, seed: int = 7, late_share: float = 0.05, regions: int = len(REGIONS),
-    faulty_share: float | None = None,
+    faulty_share: float | None = None, centres: dict[str, tuple[float, float]] | None = None,
+    weights: dict[str, float] | None = None,
 ) -> list[Reading]:
     """Readings in arrival order: each meter reports about once a second; some arrive late.
 
     Statuses flip at random (4% of readings are not ok: a stress of the status counts), or, with
     ``faulty_share``, stick to each meter as in the field (that share of meters reports fault).
+    ``centres``: the regions' names and (lat, lon) centres (default: ``region_centres(regions)``);
+    ``weights``: each region's share of the meters (default: equal shares, meters dealt in turn).
     """
     rng = random.Random(seed)
-    centres = region_centres(regions)
+    centres = region_centres(regions) if centres is None else centres
     names = list(centres)
-    home = {f"m{index:05d}": names[index % len(names)] for index in range(meters)}
+    if weights is None:
+        home = {f"m{index:05d}": names[index % len(names)] for index in range(meters)}
+    else:  # the same meter in the same region in every call: by where its index falls in the shares
+        bounds = list(itertools.accumulate(weights.get(name, 0.0) for name in names))
+        home = {
+            f"m{index:05d}": names[min(bisect.bisect(bounds, (index * 0.6180339887) % 1 * bounds[-1]), len(names) - 1)]
+            for index in range(meters)
+        }
     faulty = set() if faulty_share is None else {m for m in home if rng.random() < faulty_share}
     readings = []
     for offset in range(seconds):

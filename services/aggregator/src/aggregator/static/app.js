@@ -1,8 +1,9 @@
-// Operations dashboard: plain JS, inline SVG, no external resources (works offline).
+// Operations dashboard: plain JS, inline SVG, no external resources (works offline); the region
+// map is static/map.js (window.SmartgridMap), built from services/aggregator/web.
 "use strict";
 
 const SVG_NS = "http://www.w3.org/2000/svg";
-const state = { page: 1, pageSize: 15, regions: [], statuses: [] };
+const state = { page: 1, pageSize: 15, regions: [], statuses: [], region: "", regionRows: [] };
 
 const $ = (id) => document.getElementById(id);
 const fmt = (value, digits = 2) =>
@@ -114,47 +115,66 @@ async function loadTrend() {
     openIndex(trend.points, "minute", trend.complete));
 }
 
-// Equirectangular projection of the regions' lat/lon extent; circles sized and coloured by kWh.
-function renderMap(regions) {
+// The region filtering the alerts: the URL's #region=<name> (a link or a reload keeps it), set by a
+// click on the map, a row of the regions table or the region select; cleared by a second click,
+// the "clear" control or "all".
+function regionFromHash() {
+  const match = location.hash.match(/^#region=(.*)$/);
+  return match ? decodeURIComponent(match[1]) : "";
+}
+
+function setRegion(name) {
+  if (name === state.region) return;
+  state.region = name;
+  state.page = 1;
+  const hash = name ? `#region=${encodeURIComponent(name)}` : "";
+  if (location.hash !== hash) history.replaceState(null, "", `${location.pathname}${location.search}${hash}`);
+  showRegionFilter();
+  renderMap();
+  guard(loadAlerts());
+}
+
+const toggleRegion = (name) => setRegion(state.region === name ? "" : name);
+
+function showRegionFilter() {
+  const select = $("filter-region");
+  if (state.region && ![...select.options].some((o) => o.value === state.region)) select.appendChild(new Option(state.region, state.region));
+  select.value = state.region;
+  $("region-filter").hidden = !state.region;
+  $("region-filter").querySelector("b").textContent = state.region;
+  for (const row of $("regions-table").tBodies[0].rows) row.classList.toggle("selected", row.dataset.region === state.region);
+}
+
+// Regions over the US states (static/map.js, built from services/aggregator/web); the ones it has
+// no place for are listed under it, as buttons too.
+function renderMap() {
   const svg = $("map");
-  svg.replaceChildren();
-  const placed = regions.filter((r) => r.lat !== null && r.lon !== null);
-  const width = 500, height = 340, pad = 40;
-  if (!placed.length) {
-    svg.appendChild(svgEl("text", { x: width / 2, y: height / 2, class: "axis-label", "text-anchor": "middle" }, "no regions yet"));
-    return;
-  }
-  const lats = placed.map((r) => r.lat), lons = placed.map((r) => r.lon);
-  const minLat = Math.min(...lats), maxLat = Math.max(...lats), minLon = Math.min(...lons), maxLon = Math.max(...lons);
-  const cos = Math.cos(((minLat + maxLat) / 2) * Math.PI / 180);
-  const spanX = Math.max((maxLon - minLon) * cos, 1e-6), spanY = Math.max(maxLat - minLat, 1e-6);
-  const scale = Math.min((width - 2 * pad) / spanX, (height - 2 * pad) / spanY);
-  const offsetX = (width - spanX * scale) / 2, offsetY = (height - spanY * scale) / 2;
-  const maxKwh = Math.max(...placed.map((r) => r.total_kwh)) || 1;
-  for (const region of [...placed].sort((a, b) => b.total_kwh - a.total_kwh)) {
-    const share = region.total_kwh / maxKwh;
-    const x = offsetX + (region.lon - minLon) * cos * scale;
-    const y = offsetY + (maxLat - region.lat) * scale;
-    const hue = 200 - 200 * share; // blue (low) to red (high)
-    const circle = svgEl("circle", {
-      cx: x.toFixed(1), cy: y.toFixed(1), r: (6 + 22 * Math.sqrt(share)).toFixed(1),
-      fill: `hsl(${hue.toFixed(0)}, 80%, 55%)`, "fill-opacity": 0.75, stroke: "#0f1720",
-      "data-region": region.region, "data-kwh": region.total_kwh, class: "region",
-    });
-    circle.appendChild(svgEl("title", {}, `${region.region}: ${fmt(region.total_kwh)} kWh, rank ${region.rank}`));
-    svg.appendChild(circle);
-    svg.appendChild(svgEl("text", { x: x.toFixed(1), y: (y + 4).toFixed(1), "text-anchor": "middle", class: "axis-label" }, region.region));
-  }
+  const { unplaced } = window.SmartgridMap.render(svg, state.regionRows, { selected: state.region, onSelect: toggleRegion });
+  const list = $("map-unplaced");
+  list.hidden = !unplaced.length;
+  list.querySelector("span").replaceChildren(...unplaced.map((region) => {
+    const button = document.createElement("button");
+    button.textContent = `${region.region} (${fmt(region.total_kwh)} kWh)`;
+    button.dataset.region = region.region;
+    button.setAttribute("aria-pressed", String(region.region === state.region));
+    button.addEventListener("click", () => toggleRegion(region.region));
+    return button;
+  }));
 }
 
 async function loadRegions() {
   const regions = await getJson("/api/regions");
-  renderMap(regions);
+  state.regionRows = regions;
+  renderMap();
   const body = $("regions-table").tBodies[0];
   body.replaceChildren();
   for (const region of regions.slice(0, 8)) {
     const row = body.insertRow();
     row.dataset.region = region.region;
+    row.tabIndex = 0;
+    row.title = `show only the alerts of ${region.region}`;
+    row.addEventListener("click", () => toggleRegion(region.region));
+    row.addEventListener("keydown", (event) => { if (event.key === "Enter") toggleRegion(region.region); });
     for (const cell of [region.rank, region.region, fmt(region.total_kwh), fmt(region.meters, 0), fmt(region.alerts, 0)]) {
       row.insertCell().textContent = cell;
     }
@@ -164,13 +184,17 @@ async function loadRegions() {
     state.regions = names;
     fillSelect($("filter-region"), names);
   }
+  showRegionFilter();
 }
 
 async function loadAlerts() {
   const params = new URLSearchParams({ page: state.page, page_size: state.pageSize });
   if ($("filter-status").value) params.set("status", $("filter-status").value);
-  if ($("filter-region").value) params.set("region", $("filter-region").value);
+  if (state.region) params.set("region", state.region);
+  const asked = state.region;
   const result = await getJson(`/api/meters?${params}`);
+  if (asked !== state.region) return; // the filter changed meanwhile: its own load draws the table
+  $("alerts-table").dataset.region = state.region;
   $("alerts-total").textContent = `${result.total} meters`;
   $("page-info").textContent = `page ${result.page} / ${result.pages}`;
   const body = $("alerts-table").tBodies[0];
@@ -205,9 +229,13 @@ function connectStream() {
 }
 
 function init() {
-  for (const id of ["filter-status", "filter-region"]) {
-    $(id).addEventListener("change", () => { state.page = 1; guard(loadAlerts()); });
-  }
+  $("filter-status").addEventListener("change", () => { state.page = 1; guard(loadAlerts()); });
+  $("filter-region").addEventListener("change", () => setRegion($("filter-region").value));
+  $("clear-region").addEventListener("click", () => setRegion(""));
+  window.addEventListener("hashchange", () => setRegion(regionFromHash()));
+  state.region = regionFromHash();
+  showRegionFilter();
+  renderMap();
   $("prev-page").addEventListener("click", () => { state.page = Math.max(1, state.page - 1); guard(loadAlerts()); });
   $("next-page").addEventListener("click", () => { state.page += 1; guard(loadAlerts()); });
   guard(getJson("/api/live?seconds=60").then(renderLive));
