@@ -96,6 +96,16 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- $_ := set $spec $component $section }}
 {{- end }}
+{{- /* The dashboard's API token and the region alert webhook (values auth.apiToken, alerts.webhook). */}}
+{{- $aggregator := get $spec "aggregator" }}
+{{- if and .Values.auth.apiToken.enabled (not $aggregator.apiTokenSecret) }}
+{{- $_ := set $aggregator "apiTokenSecret" (dict "name" .Values.auth.apiToken.secretName "key" .Values.auth.apiToken.secretKey) }}
+{{- end }}
+{{- if and .Values.alerts.webhook.enabled (not $aggregator.alerts) }}
+{{- $hook := .Values.alerts.webhook }}
+{{- $share := .Values.alerts.regionShare }}
+{{- $_ := set $aggregator "alerts" (dict "webhookSecret" (dict "name" $hook.secretName "key" $hook.secretKey) "format" $hook.format "faultShare" $share.fault "offlineShare" $share.offline "clockSkewShare" $share.clockSkew "clearRatio" $hook.clearRatio "for" .Values.alerts.for "repeatInterval" $hook.repeatInterval "severity" .Values.alerts.severity "dashboardUrl" $hook.dashboardUrl) }}
+{{- end }}
 {{- if not $spec.imagePullPolicy }}
 {{- $_ := set $spec "imagePullPolicy" .Values.images.pullPolicy }}
 {{- end }}
