@@ -37,13 +37,16 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 WINDOW = (1400, 1250)
-# The simulator's regions (US service territories, placed by their meters' coordinates) and one
-# whose meters lie off the US map: listed under it, never dropped.
-CENTRES = {region.name: (region.latitude, region.longitude) for region in SIMULATED_REGIONS} | {"svalbard": (78.2, 15.6)}
-WEIGHTS = {region.name: region.weight for region in SIMULATED_REGIONS} | {"svalbard": 0.03}
+# The simulator's regions (US service territories, placed by their meters' coordinates), one whose
+# meters lie off the US map (listed under it, never dropped) and one placed by SMARTGRID_REGION_PLACES.
+CENTRES = {region.name: (region.latitude, region.longitude) for region in SIMULATED_REGIONS} | {
+    "svalbard": (78.2, 15.6), "region-07": (61.0, 9.0)}
+WEIGHTS = {region.name: region.weight for region in SIMULATED_REGIONS} | {"svalbard": 0.03, "region-07": 0.03}
+PLACES = "region-07=Nevada"
+ON_MAP = len(CENTRES) - 1
 # Regions whose centre lies well inside one state: their markers must be drawn inside its outline.
 INSIDE = {"texas-gulf-coast": "Texas", "rocky-mountain": "Colorado", "desert-southwest": "Arizona",
-          "ohio-valley": "Ohio", "southeast-piedmont": "Georgia"}
+          "ohio-valley": "Ohio", "southeast-piedmont": "Georgia", "region-07": "Nevada"}
 
 
 def chromium(url: str, mode: list[str], profile: Path) -> str:
@@ -171,7 +174,7 @@ def test_dashboard_shows_the_live_state_and_is_screenshotted(tmp_path):
     proc = start_service(
         "aggregator",
         {"SMARTGRID_REDIS_PREFIX": prefix, "SMARTGRID_HTTP_PORT": str(port), "SMARTGRID_HTTP_HOST": "127.0.0.1",
-         "SMARTGRID_AGGREGATOR_BATCH": "500"},
+         "SMARTGRID_AGGREGATOR_BATCH": "500", "SMARTGRID_REGION_PLACES": PLACES},
         str(tmp_path / "aggregator.log"),
     )
     try:
@@ -243,7 +246,7 @@ def check_map_and_filter(browser: DevTools, url: str, alerts_by_region: dict[str
     a second click and the clear control restoring it; leaves the page filtered to the region with
     the most alerts (the screenshot shows it)."""
     browser.call("Page.navigate", {"url": url})
-    browser.wait_js("document.querySelectorAll('#map circle.region').length === 12 && "
+    browser.wait_js(f"document.querySelectorAll('#map circle.region').length === {ON_MAP} && "
                     "document.querySelectorAll('#alerts-table tbody tr').length > 0", 30, what="the map and alerts")
     # The outline: every state (and DC) as its own path, inside the map's frame.
     states = browser.js("[...document.querySelectorAll('#map path.state')].map(p => p.dataset.state)")
@@ -314,6 +317,6 @@ def check_map_and_filter(browser: DevTools, url: str, alerts_by_region: dict[str
     assert browser.js("document.querySelector('#alerts-total').textContent") == f"{alerts_total} meters"
     # A link with the filter in its hash opens filtered (the state the screenshot shows).
     browser.call("Page.navigate", {"url": f"{url}&from=link#region={region}"})
-    browser.wait_js(f"{filtered} && document.querySelectorAll('#map circle.region').length === 12", 30,
+    browser.wait_js(f"{filtered} && document.querySelectorAll('#map circle.region').length === {ON_MAP}", 30,
                     what="the page opened with the filter")
     assert {row[2] for row in browser.js(ALERT_ROWS)} == {region}

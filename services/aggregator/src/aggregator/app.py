@@ -29,7 +29,7 @@ from aggregator.auth import TokenAuth
 from aggregator.fastpath import SharedViewsFastPath, int_param
 from aggregator.fold import FoldConfig
 from aggregator.notifier import RegionStatusCollector, RegionWatch
-from aggregator.settings import AggregatorSettings
+from aggregator.settings import AggregatorSettings, parse_region_places
 from aggregator.store import LiveStore
 from aggregator.viewcache import Broadcast, ViewCache
 from aggregator.worker import Aggregator, Metrics
@@ -89,6 +89,7 @@ def build_app(settings: AggregatorSettings, run_worker: bool = True, view_ttl: f
     ttl = settings.sse_interval / VIEW_REFRESHES_PER_INTERVAL if view_ttl is None else view_ttl
     long_ttl = settings.sse_interval if view_ttl is None else view_ttl
     cache = ViewCache(ttl, on_compute=lambda key: computed.labels(key[0]).inc())
+    places = parse_region_places(settings.region_places)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -174,7 +175,7 @@ def build_app(settings: AggregatorSettings, run_worker: bool = True, view_ttl: f
             end = await store.latest_second()
             window = [] if end is None else await store.region_seconds(end - REGION_WINDOW_S + 1, end)
             geo, known = await store.region_facts()
-            rows = views.regions_view(window, geo, known, REGION_WINDOW_S)
+            rows = views.regions_view(window, geo, known, REGION_WINDOW_S, places)
             alerts = await store.alert_counts([row["region"] for row in rows])
             for row, count in zip(rows, alerts, strict=True):
                 row["alerts"] = int(count)

@@ -14,6 +14,28 @@ MIN_TOKEN_LENGTH = 16
 """A shorter API token could be guessed."""
 
 
+def parse_region_places(text: str) -> dict[str, tuple[float, float] | str]:
+    """``SMARTGRID_REGION_PLACES``: ``region-01=47.6:-122.3,region-02=Texas`` -> {region: (lat, lon)
+    or a US state's name}; a ValueError says what to write."""
+    places: dict[str, tuple[float, float] | str] = {}
+    for entry in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, place = (part.strip() for part in entry.partition("="))
+        if not sep or not name or not place:
+            raise ValueError(f"{entry!r}: write region=lat:lon or region=state, comma-separated")
+        lat, colon, lon = place.partition(":")
+        if colon:
+            try:
+                point = (float(lat), float(lon))
+            except ValueError:
+                raise ValueError(f"{entry!r}: lat:lon must be two numbers, e.g. {name}=47.6:-122.3") from None
+            if not (-90 <= point[0] <= 90 and -180 <= point[1] <= 180):
+                raise ValueError(f"{entry!r}: latitude in [-90, 90], longitude in [-180, 180]")
+            places[name] = point
+        else:
+            places[name] = place
+    return places
+
+
 class AggregatorSettings(ServiceSettings, RedisSettings, EventTimeSettings):
     """Everything ``python -m aggregator`` reads from the environment.
 
@@ -48,6 +70,9 @@ class AggregatorSettings(ServiceSettings, RedisSettings, EventTimeSettings):
     sse_interval: Duration = env("SMARTGRID_SSE_INTERVAL", 1.0, gt=0)
     # Fold has not progressed for this long while summaries wait: /readyz turns false.
     stall_after: Duration = env("SMARTGRID_AGGREGATOR_STALL_AFTER", 60.0, gt=0)
+    # Where the dashboard's map draws regions: `name=lat:lon` or `name=US state name`, comma-separated
+    # (parse_region_places); it wins over the mean coordinates of the region's meters.
+    region_places: str = env("SMARTGRID_REGION_PLACES", "")
 
     # Region alerts (docs/operations.md, "Alerts"). Interval between two reads of every region's
     # status counts: the smartgrid_region_meters gauges and the alert evaluation.
@@ -79,6 +104,12 @@ class AggregatorSettings(ServiceSettings, RedisSettings, EventTimeSettings):
     api_token: SecretStr = env("SMARTGRID_API_TOKEN", SecretStr(""))
     # A file holding that token instead (a mounted Secret); read once at start-up.
     api_token_file: str = env("SMARTGRID_API_TOKEN_FILE", "")
+
+    @field_validator("region_places")
+    @classmethod
+    def _places(cls, value: str) -> str:
+        parse_region_places(value)
+        return value
 
     @field_validator("alert_webhook_url")
     @classmethod

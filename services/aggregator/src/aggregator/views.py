@@ -100,13 +100,17 @@ def split_region_hash(hash_: Hash) -> dict[str, dict[str, bytes]]:
 
 
 def regions_view(
-    window: list[Hash], geo: Hash, known_meters: Hash, window_seconds: int
+    window: list[Hash], geo: Hash, known_meters: Hash, window_seconds: int,
+    places: dict[str, tuple[float, float] | str] | None = None,
 ) -> list[dict[str, Any]]:
     """``/api/regions``: every region with its centroid, consumption over the window and rank.
 
     Rank 1 = highest consumption in the window. ``active_meters`` is the largest per-second
     distinct-meter count in the window (distinct over the whole window is not kept).
+    ``places`` (``SMARTGRID_REGION_PLACES``): a region's configured (lat, lon), or the US state the
+    map draws it in (``state``), instead of its meters' mean coordinates; ``placed_by`` says which.
     """
+    places = places or {}
     totals: dict[str, dict[str, float]] = {}
     for hash_ in window:
         for region, kinds in split_region_hash(hash_).items():
@@ -134,8 +138,15 @@ def regions_view(
                 "active_meters": int(acc["active"]),
                 "meters": meters.get(name, 0),
                 "window_seconds": window_seconds,
+                "state": None,
+                "placed_by": "meters" if points else None,
             }
         )
+        place = places.get(name)
+        if isinstance(place, tuple):
+            rows[-1].update(lat=place[0], lon=place[1], placed_by="config")
+        elif place is not None:
+            rows[-1].update(state=place, placed_by="config")
     rows.sort(key=lambda row: (-row["total_kwh"], row["region"]))
     for rank, row in enumerate(rows, start=1):
         row["rank"] = rank

@@ -2,9 +2,10 @@
 // and coloured by its consumption, labels placed so that none overlaps another, and a click (or
 // Enter/Space) on a region handed to the page, which filters the alerts with it.
 //
-// Where a region goes: its meters' mean coordinates (the readings' latitude/longitude, which
-// /api/regions reports) when they fall on the map; else a state of the same name ("texas",
-// "New York", "new-york"); else nowhere: render() returns it among `unplaced` and the page lists it.
+// Where a region goes: the state SMARTGRID_REGION_PLACES names for it (/api/regions' `state`);
+// else its coordinates (configured there too, or its meters' mean latitude/longitude) when they
+// fall on the map; else a state of the same name ("texas", "New York", "new-york"); else nowhere:
+// render() returns it among `unplaced` and the page lists it.
 import { geoAlbersUsa } from "d3-geo";
 import { HEIGHT, NATION, SCALE, STATES, WIDTH } from "outline";
 
@@ -25,6 +26,7 @@ function el(tag, attrs, text) {
 
 // [x, y] in the map's frame, or null: off the map and named after no state.
 export function locate(region) {
+  if (region.state && stateCentres.has(nameKey(region.state))) return stateCentres.get(nameKey(region.state));
   if (region.lat !== null && region.lat !== undefined && region.lon !== null && region.lon !== undefined) {
     const point = projection([region.lon, region.lat]);
     if (point) return point;
