@@ -301,12 +301,14 @@ def check_map_and_filter(browser: DevTools, url: str, alerts_by_region: dict[str
     assert browser.js("document.querySelector('#alerts-total').textContent") == f"{alerts_total} meters"
     assert browser.js("location.hash") == ""
     assert len({row[2] for row in browser.js(ALERT_ROWS)}) >= 2
-    # Another region, then the clear control.
+    # Another region from the keyboard (its marker focused, Enter), then the clear control.
     second = max((name for name in alerts_by_region if name != region), key=lambda name: (alerts_by_region[name], name))
-    point = browser.js(f"{CLICK_POINT}({json.dumps(second)})")
-    if point:  # off the map (svalbard): its button under the map
-        browser.click(*point)
-    else:
+    marker = f"#map circle[data-region={json.dumps(second)}]"
+    if browser.js(f"!!document.querySelector('{marker}')"):
+        browser.js(f"document.querySelector('{marker}').focus()")
+        for kind in ("keyDown", "keyUp"):
+            browser.call("Input.dispatchKeyEvent", {"type": kind, "key": "Enter", "code": "Enter", "windowsVirtualKeyCode": 13})
+    else:  # off the map (svalbard): its button under the map
         browser.js(f"document.querySelector('#map-unplaced button[data-region={json.dumps(second)}]').click()")
     browser.wait_js(f"document.querySelector('#alerts-table').dataset.region === {json.dumps(second)}", 15, what="the second filter")
     assert {row[2] for row in browser.js(ALERT_ROWS)} == {second}
