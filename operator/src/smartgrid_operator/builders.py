@@ -200,15 +200,19 @@ def secret_env(spec: Spec) -> list[dict[str, Any]]:
 
 
 def aggregator_env(spec: Spec) -> list[dict[str, Any]]:
-    """The aggregator's own environment: the dashboard's API token and the region alerts (the
-    token and the webhook URL from their Secrets). On the aggregator's pods only, not in the
-    shared ConfigMap: changing them does not restart ingest."""
+    """The aggregator's own environment: the dashboard's API token, the map's region places and
+    the region alerts (the token and the webhook URL from their Secrets). On the aggregator's pods
+    only, not in the shared ConfigMap: changing them does not restart ingest."""
     aggregator = spec["aggregator"]
     alerts = aggregator.get("alerts") or {}
     env = [
         *_secret_env("SMARTGRID_API_TOKEN", aggregator.get("apiTokenSecret"), "key"),
         *_secret_env("SMARTGRID_ALERT_WEBHOOK_URL", alerts.get("webhookSecret"), "key"),
     ]
+    places = aggregator.get("regionPlaces") or {}
+    if places:
+        value = ",".join(f"{region}={place}" for region, place in sorted(places.items()))
+        env.append({"name": "SMARTGRID_REGION_PLACES", "value": value})
     if alerts:
         values = {
             "SMARTGRID_ALERT_FORMAT": alerts["format"],

@@ -387,3 +387,17 @@ def test_the_api_token_and_the_alerts_reach_the_aggregator_only_its_secrets_by_r
     plain = defaulted_spec()
     assert (build_ingest_statefulset("g", "n", spec, 8)["spec"]["template"]["metadata"]["annotations"]
             == build_ingest_statefulset("g", "n", plain, 8)["spec"]["template"]["metadata"]["annotations"])
+
+
+def test_region_places_reach_the_aggregator_only_as_its_setting():
+    from aggregator.settings import parse_region_places
+
+    spec = defaulted_spec(aggregator={"regionPlaces": {"region-02": "New York", "region-01": "47.6:-122.3"}})
+    manifests = {(m["kind"], m["metadata"]["name"]): m for m in build_all("g", "n", spec, 8)}
+    env = {item["name"]: item for item in manifests[("Deployment", "g-aggregator")]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    value = env["SMARTGRID_REGION_PLACES"]["value"]
+    assert value == "region-01=47.6:-122.3,region-02=New York"
+    assert parse_region_places(value) == {"region-01": (47.6, -122.3), "region-02": "New York"}
+    ingest = manifests[("StatefulSet", "g-ingest")]["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert "SMARTGRID_REGION_PLACES" not in {item["name"] for item in ingest}
+    assert "SMARTGRID_REGION_PLACES" not in {item["name"] for item in builders.aggregator_env(defaulted_spec())}
