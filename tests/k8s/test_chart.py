@@ -1,12 +1,15 @@
-"""The Helm chart: lint, every ci/*-values.yaml installs, `helm test` objects, operator RBAC."""
+"""The Helm chart: lint, every ci/*-values.yaml installs, `helm test` objects, operator RBAC,
+the Grafana dashboards' ConfigMaps."""
 
 from __future__ import annotations
 
+import json
+import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
-from k8s_helpers import CHART, Cluster
+from k8s_helpers import CHART, Cluster, _binary
 
 pytestmark = pytest.mark.k8s
 
@@ -224,3 +227,71 @@ def test_a_namespaced_operator_gets_rights_only_in_its_namespaces(cluster: Clust
         assert can_i(cluster, subject, "list", "namespaces") == "no"
     finally:
         cluster.helm("uninstall", release, "-n", namespace, check=False)
+
+
+# ---- Grafana dashboards: ConfigMaps for the Grafana sidecar ---------------------------------------
+# `helm template` needs only the helm binary, not the control plane.
+
+DASHBOARDS = CHART / "dashboards"
+DOCS_DASHBOARDS = CHART.parents[1] / "docs/grafana"
+
+
+def helm_template(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    helm = _binary("helm")
+    if not helm:
+        pytest.skip("helm not found: run scripts/k8s install")
+    result = subprocess.run([helm, "template", "x", str(CHART), "-n", "sg", *args], capture_output=True, text=True, timeout=120)
+    if check and result.returncode != 0:
+        raise AssertionError(f"helm template {' '.join(args)} failed:\n{result.stderr}")
+    return result
+
+
+def dashboard_configmaps(*args: str) -> list[dict]:
+    objects = [doc for doc in yaml.safe_load_all(helm_template(*args).stdout) if doc]
+    return [o for o in objects if o["kind"] == "ConfigMap" and any(k.endswith(".json") for k in o.get("data", {}))]
+
+
+def test_docs_grafana_holds_the_charts_dashboards_unchanged():
+    """docs/grafana/ (for import by hand) and the chart's dashboards/ (read by the ConfigMaps;
+    Helm reads no file outside the chart) are the same files: edit dashboards/, then
+    `cp helm/smartgrid/dashboards/*.json docs/grafana/`."""
+    chart = {p.name: p.read_bytes() for p in DASHBOARDS.glob("*.json")}
+    docs = {p.name: p.read_bytes() for p in DOCS_DASHBOARDS.glob("*.json")}
+    assert chart and set(chart) == set(docs), f"dashboards/ {sorted(chart)} != docs/grafana/ {sorted(docs)}"
+    differ = [name for name in chart if chart[name] != docs[name]]
+    assert not differ, f"docs/grafana/ differs from helm/smartgrid/dashboards/ in {differ}: cp helm/smartgrid/dashboards/*.json docs/grafana/"
+
+
+def test_grafana_dashboards_render_only_when_enabled_with_the_sidecar_label():
+    assert dashboard_configmaps() == [], "dashboards render although grafana.dashboards.enabled is false"
+    configmaps = dashboard_configmaps("--set", "grafana.dashboards.enabled=true")
+    by_file = {key: (cm, text) for cm in configmaps for key, text in cm["data"].items()}
+    assert set(by_file) == {p.name for p in DOCS_DASHBOARDS.glob("*.json")}
+    for name, (cm, text) in by_file.items():
+        assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+        assert cm["metadata"]["namespace"] == "sg" and "annotations" not in cm["metadata"]
+        assert len(cm["data"]) == 1
+        assert text == (DOCS_DASHBOARDS / name).read_text(), f"{name}: the ConfigMap's text differs from docs/grafana"
+        assert json.loads(text)["uid"].startswith("smartgrid-")
+    assert len({cm["metadata"]["name"] for cm in configmaps}) == len(configmaps)
+
+
+def test_grafana_dashboards_label_namespace_and_folder_are_configurable():
+    configmaps = dashboard_configmaps(
+        "--set", "grafana.dashboards.enabled=true",
+        "--set", "grafana.dashboards.label=dashboards.example.com/grafana",
+        "--set", "grafana.dashboards.labelValue=smartgrid",
+        "--set", "grafana.dashboards.namespace=monitoring",
+        "--set", "grafana.dashboards.annotations.grafana_folder=Smart grid",
+    )
+    assert configmaps
+    for cm in configmaps:
+        meta = cm["metadata"]
+        assert meta["labels"]["dashboards.example.com/grafana"] == "smartgrid" and "grafana_dashboard" not in meta["labels"]
+        assert meta["namespace"] == "monitoring"
+        assert meta["annotations"] == {"grafana_folder": "Smart grid"}
+
+
+def test_grafana_values_schema_rejects_a_typo():
+    result = helm_template("--set", "grafana.dashboards.enable=true", check=False)
+    assert result.returncode != 0 and "enable" in result.stderr
