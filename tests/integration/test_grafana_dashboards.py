@@ -213,7 +213,12 @@ def test_the_dashboards_are_importable_grafana_models():
             for target in panel["targets"]:
                 assert datasource_type(board, target["datasource"]) == kind
                 if kind == "influxdb":
-                    assert target["rawQuery"] is True and target["query"], f"{uid}/{panel['title']}/{target['refId']}"
+                    where = f"{uid}/{panel['title']}/{target['refId']}"
+                    assert target["rawQuery"] is True and target["query"], where
+                    # The dashboard's time range and resolution apply to every panel.
+                    assert "$timeFilter" in target["query"], f"{where}: no $timeFilter"
+                    group_by_time = re.search(r"GROUP BY time\(([^)]*)\)", target["query"])
+                    assert group_by_time is None or group_by_time[1] == "$__interval", f"{where}: a fixed GROUP BY time"
                 else:
                     assert target["expr"], f"{uid}/{panel['title']}/{target['refId']}"
         for variable in variables_of(board).values():
@@ -552,6 +557,11 @@ def promql_uses(expr: str) -> PromQLUse:
         position = match.end()
         if match.lastgroup != "space":
             tokens.append((match.lastgroup, match[0]))
+    depth = 0
+    for _, text in tokens:
+        depth += {"(": 1, "{": 1, ")": -1, "}": -1}.get(text, 0)
+        assert depth >= 0, f"unbalanced brackets in {expr}"
+    assert depth == 0, f"unbalanced brackets in {expr}"
     use = PromQLUse()
     index = 0
     while index < len(tokens):
@@ -641,6 +651,8 @@ def test_the_promql_reader_finds_metrics_and_labels():
         check_promql("t", 'a_total{partition="1"}', exposed)
     with pytest.raises(AssertionError, match="legend"):
         check_promql("t", "sum(a_total)", exposed, "{{worker}}")
+    with pytest.raises(AssertionError, match="unbalanced"):
+        promql_uses("sum(rate(a_total[5m])")
 
 
 # ---- the test --------------------------------------------------------------------------------------
