@@ -511,11 +511,12 @@ def expansions(panel: dict[str, Any], absolute: TimeRange) -> Iterator[tuple[str
     """The ways the test looks at a panel: an absolute range at three resolutions (the interval
     from maxDataPoints 1000, 50 and 4) and the dashboard's default ``now-1h``; each with every
     variable value set. A panel's ``timeFrom`` replaces the dashboard's range, as in Grafana."""
-    ranges = [(absolute, 1000), (absolute, 50), (absolute, 4), (TimeRange(relative="now-1h"), 1000)]
     if panel.get("timeFrom"):
-        ranges = [(TimeRange(relative=f"now-{panel['timeFrom']}"), panel["maxDataPoints"])]
-    for time_range, points in ranges:
-        points = panel.get("maxDataPoints", points) if not panel.get("timeFrom") else points
+        ranges = [(TimeRange(relative=f"now-{panel['timeFrom']}"), 1000)]
+    else:
+        ranges = [(absolute, 1000), (absolute, 50), (absolute, 4), (TimeRange(relative="now-1h"), 1000)]
+    for time_range, width in ranges:
+        points = panel.get("maxDataPoints", width)  # else Grafana takes the panel's width in pixels
         interval = grafana_interval(time_range.range_ms(), points, panel.get("interval"))
         for label, values in VALUE_SETS.items():
             yield f"{time_range} / {format_interval(interval)} / {label}", Expansion(time_range, interval, values)
