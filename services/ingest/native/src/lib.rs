@@ -18,7 +18,7 @@ mod reader;
 mod record;
 mod summary;
 
-use record::{judge, parse_record, Clock, TimestampUnit, Verdict};
+use record::{judge, parse_record, parse_record_general, Clock, TimestampUnit, Verdict};
 use summary::PartitionState;
 
 /// The offset range of each partition read in one batch, opening each partition's summary batch
@@ -266,12 +266,14 @@ impl Processor {
     }
 }
 
-/// Validate and convert a single record; `(line, None)` or `(None, reason)`. For tests and tools.
+/// Validate and convert a single record; `(line, None)` or `(None, reason)`. For tests and tools;
+/// `general` reads it with the general JSON parser only (the fast path for flat records skipped).
 #[pyfunction]
-#[pyo3(signature = (value, timestamp_unit="ms"))]
-fn convert_one(value: &[u8], timestamp_unit: &str) -> PyResult<(Option<String>, Option<String>)> {
+#[pyo3(signature = (value, timestamp_unit="ms", general=false))]
+fn convert_one(value: &[u8], timestamp_unit: &str, general: bool) -> PyResult<(Option<String>, Option<String>)> {
     let unit = TimestampUnit::parse(timestamp_unit).ok_or_else(|| PyValueError::new_err("bad unit"))?;
-    Ok(match parse_record(value, unit) {
+    let parsed = if general { parse_record_general(value, unit) } else { parse_record(value, unit) };
+    Ok(match parsed {
         Ok(reading) => {
             let mut out = Vec::new();
             lineproto::write_line(&mut out, &reading);

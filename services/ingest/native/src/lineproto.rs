@@ -1,6 +1,6 @@
 //! InfluxDB 1.x line protocol for `energy_consumption` points.
 
-use crate::record::Reading;
+use crate::record::{Float, Reading};
 
 const MEASUREMENT: &[u8] = b"energy_consumption";
 
@@ -22,11 +22,14 @@ fn push_tag_value(out: &mut Vec<u8>, value: &str) {
     }
 }
 
-/// Floats are always written as floats (never `i`), the shortest representation that reads back
-/// exactly.
-fn push_float(out: &mut Vec<u8>, value: f64) {
-    let mut buffer = ryu::Buffer::new();
-    out.extend_from_slice(buffer.format_finite(value).as_bytes());
+/// Floats are always written as floats (never `i`): the number's own text when it was a plain
+/// decimal (InfluxDB reads it to the same value, correctly rounded), else the shortest
+/// representation that reads back exactly.
+fn push_float(out: &mut Vec<u8>, value: Float) {
+    match value.text {
+        Some(text) => out.extend_from_slice(text.as_bytes()),
+        None => out.extend_from_slice(ryu::Buffer::new().format_finite(value.value).as_bytes()),
+    }
 }
 
 /// Append one line (with its `\n`) for a validated reading; the timestamp is in milliseconds.

@@ -40,7 +40,8 @@ impl TimestampUnit {
 /// A JSON value as seen by one field: scalars keep their value, containers only their kind.
 enum Scalar<'a> {
     Str(Cow<'a, str>),
-    Num(f64),
+    /// The value, and the number's own text when it is a plain decimal (no exponent).
+    Num(f64, Option<&'a str>),
     Bool,
     Null,
     Array,
@@ -51,7 +52,7 @@ impl Scalar<'_> {
     fn kind(&self) -> &'static str {
         match self {
             Scalar::Str(_) => "a string",
-            Scalar::Num(_) => "a number",
+            Scalar::Num(..) => "a number",
             Scalar::Bool => "a boolean",
             Scalar::Null => "null",
             Scalar::Array => "an array",
@@ -78,13 +79,13 @@ impl<'de: 'a, 'a> Deserialize<'de> for Scalar<'a> {
                 Ok(Scalar::Str(Cow::Owned(v)))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-                Ok(Scalar::Num(v))
+                Ok(Scalar::Num(v, None))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-                Ok(Scalar::Num(v as f64))
+                Ok(Scalar::Num(v as f64, None))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-                Ok(Scalar::Num(v as f64))
+                Ok(Scalar::Num(v as f64, None))
             }
             fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
                 Ok(Scalar::Bool)
@@ -109,7 +110,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Scalar<'a> {
 }
 
 /// The record as sent; every field optional so that a missing one gets a precise reason.
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct RawRecord<'a> {
     #[serde(borrow, default)]
     meter_id: Option<Scalar<'a>>,
@@ -131,17 +132,25 @@ struct RawRecord<'a> {
     peak_load: Option<Scalar<'a>>,
 }
 
+/// A number field of a reading: its value, and its text as sent when that is a plain decimal
+/// (`-?digits[.digits]`), which line protocol takes as it is (InfluxDB parses it to this value).
+#[derive(Clone, Copy)]
+pub struct Float<'a> {
+    pub value: f64,
+    pub text: Option<&'a str>,
+}
+
 /// A validated reading. Strings borrow from the Kafka value when they had no JSON escapes.
 pub struct Reading<'a> {
     pub meter_id: Cow<'a, str>,
     pub time_ms: i64,
-    pub consumption_kwh: f64,
+    pub consumption_kwh: Float<'a>,
     pub region: Cow<'a, str>,
     pub status: Cow<'a, str>,
     pub building_type: Option<Cow<'a, str>>,
-    pub latitude: Option<f64>,
-    pub longitude: Option<f64>,
-    pub peak_load: Option<f64>,
+    pub latitude: Option<Float<'a>>,
+    pub longitude: Option<Float<'a>>,
+    pub peak_load: Option<Float<'a>>,
 }
 
 // InfluxDB 1.x accepts timestamps in [1677-09-21, 2262-04-11] (int64 nanoseconds).
@@ -159,7 +168,7 @@ fn tag_value<'a>(name: &str, value: Option<Scalar<'a>>, required: bool) -> Resul
                 } else {
                     Ok(None)
                 }
-            } else if text.contains(['\n', '\r']) {
+            } else if text.bytes().any(|b| b == b'\n' || b == b'\r') {
                 Err(format!("{name} contains a line break"))
             } else if text.ends_with('\\') {
                 Err(format!("{name} ends with a backslash, which InfluxDB line protocol cannot store"))
@@ -171,11 +180,11 @@ fn tag_value<'a>(name: &str, value: Option<Scalar<'a>>, required: bool) -> Resul
     }
 }
 
-fn number(name: &str, value: Option<Scalar<'_>>) -> Result<Option<f64>, String> {
+fn number<'a>(name: &str, value: Option<Scalar<'a>>) -> Result<Option<Float<'a>>, String> {
     match value {
         None | Some(Scalar::Null) => Ok(None),
-        Some(Scalar::Num(v)) if v.is_finite() => Ok(Some(v)),
-        Some(Scalar::Num(_)) => Err(format!("{name} is out of range")),
+        Some(Scalar::Num(value, text)) if value.is_finite() => Ok(Some(Float { value, text })),
+        Some(Scalar::Num(..)) => Err(format!("{name} is out of range")),
         Some(other) => Err(format!("{name} must be a number, got {}", other.kind())),
     }
 }
@@ -183,7 +192,7 @@ fn number(name: &str, value: Option<Scalar<'_>>) -> Result<Option<f64>, String> 
 fn timestamp_ms(value: Option<Scalar<'_>>, unit: TimestampUnit) -> Result<i64, String> {
     let ms = match value {
         None | Some(Scalar::Null) => return Err("timestamp is missing".into()),
-        Some(Scalar::Num(v)) => unit.to_ms(v),
+        Some(Scalar::Num(v, _)) => unit.to_ms(v),
         Some(Scalar::Str(text)) => match fast_rfc3339_ms(text.as_bytes()) {
             Some(ms) => ms as f64,
             None => match DateTime::parse_from_rfc3339(&text) {
@@ -274,8 +283,167 @@ fn fast_rfc3339_ms(b: &[u8]) -> Option<i64> {
     Some(seconds * 1000 + millis)
 }
 
+/// JSON's whitespace (not `is_ascii_whitespace`, which also takes form feed).
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && matches!(b[i], b' ' | b'\t' | b'\n' | b'\r') {
+        i += 1;
+    }
+    i
+}
+
+/// The string whose opening quote is at `start - 1`, and the index after its closing quote; None
+/// (the general parser decides) for escapes, control characters, invalid UTF-8 or no end.
+fn plain_string(b: &[u8], start: usize) -> Option<(&str, usize)> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // Eight bytes at a time: the lowest byte flagged below is a quote, a backslash or a control
+    // character (flags above the lowest true one can be false, so only the lowest is used).
+    let mut i = start;
+    let mut ascii = true;
+    while i + 8 <= b.len() {
+        let word = u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+        let (quote, backslash) = (word ^ (ONES * b'"' as u64), word ^ (ONES * b'\\' as u64));
+        let flagged = ((quote.wrapping_sub(ONES) & !quote)
+            | (backslash.wrapping_sub(ONES) & !backslash)
+            | (word.wrapping_sub(ONES * 0x20) & !word))
+            & HIGH;
+        ascii &= word & HIGH == 0;
+        if flagged != 0 {
+            i += (flagged.trailing_zeros() / 8) as usize;
+            break;
+        }
+        i += 8;
+    }
+    loop {
+        match *b.get(i)? {
+            b'"' => break,
+            b'\\' | 0..=0x1f => return None,
+            byte => {
+                ascii &= byte < 0x80;
+                i += 1;
+            }
+        }
+    }
+    let bytes = &b[start..i];
+    let text = if ascii {
+        // SAFETY: ASCII is UTF-8.
+        unsafe { std::str::from_utf8_unchecked(bytes) }
+    } else {
+        std::str::from_utf8(bytes).ok()?
+    };
+    Some((text, i + 1))
+}
+
+/// The JSON number starting at `i` (grammar checked here, value by the standard library's
+/// correctly rounded parser), and the index after it; None for anything else or out of range.
+fn plain_number(b: &[u8], start: usize) -> Option<(Scalar<'_>, usize)> {
+    let digits = |mut i: usize| {
+        let from = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        (i > from).then_some(i)
+    };
+    let mut i = start;
+    if b.get(i) == Some(&b'-') {
+        i += 1;
+    }
+    i = match b.get(i)? {
+        b'0' => i + 1,
+        b'1'..=b'9' => digits(i)?,
+        _ => return None,
+    };
+    if b.get(i) == Some(&b'.') {
+        i = digits(i + 1)?;
+    }
+    let plain = !matches!(b.get(i), Some(b'e' | b'E'));
+    if !plain {
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        i = digits(i)?;
+    }
+    // SAFETY: the bytes checked above are ASCII.
+    let text = unsafe { std::str::from_utf8_unchecked(&b[start..i]) };
+    let value: f64 = text.parse().ok()?;
+    value.is_finite().then_some((Scalar::Num(value, plain.then_some(text)), i))
+}
+
+/// The common shape of a record, a flat object of strings and numbers without escapes, read
+/// without serde; None for anything else (nested values, escapes, duplicate fields, bad JSON),
+/// which the general parser then reads, and whose verdict and reason it gives.
+fn scan_flat(b: &[u8]) -> Option<RawRecord<'_>> {
+    let mut raw = RawRecord::default();
+    let mut seen = 0u16;
+    let mut i = skip_ws(b, 0);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    i = skip_ws(b, i + 1);
+    if b.get(i) == Some(&b'}') {
+        return (skip_ws(b, i + 1) == b.len()).then_some(raw);
+    }
+    loop {
+        if b.get(i) != Some(&b'"') {
+            return None;
+        }
+        let (key, next) = plain_string(b, i + 1)?;
+        i = skip_ws(b, next);
+        if b.get(i) != Some(&b':') {
+            return None;
+        }
+        i = skip_ws(b, i + 1);
+        let (value, next) = match *b.get(i)? {
+            b'"' => {
+                let (text, next) = plain_string(b, i + 1)?;
+                (Scalar::Str(Cow::Borrowed(text)), next)
+            }
+            b'-' | b'0'..=b'9' => plain_number(b, i)?,
+            b't' if b[i..].starts_with(b"true") => (Scalar::Bool, i + 4),
+            b'f' if b[i..].starts_with(b"false") => (Scalar::Bool, i + 5),
+            b'n' if b[i..].starts_with(b"null") => (Scalar::Null, i + 4),
+            _ => return None,
+        };
+        let (bit, slot) = match key {
+            "meter_id" => (1, &mut raw.meter_id),
+            "timestamp" => (2, &mut raw.timestamp),
+            "consumption_kwh" => (4, &mut raw.consumption_kwh),
+            "region" => (8, &mut raw.region),
+            "status" => (16, &mut raw.status),
+            "building_type" => (32, &mut raw.building_type),
+            "latitude" => (64, &mut raw.latitude),
+            "longitude" => (128, &mut raw.longitude),
+            "peak_load" => (256, &mut raw.peak_load),
+            _ => (0, &mut None),
+        };
+        if seen & bit != 0 {
+            return None; // a duplicate field: the general parser names it
+        }
+        seen |= bit;
+        if bit != 0 {
+            *slot = Some(value);
+        }
+        i = skip_ws(b, next);
+        match b.get(i) {
+            Some(b',') => i = skip_ws(b, i + 1),
+            Some(b'}') => return (skip_ws(b, i + 1) == b.len()).then_some(raw),
+            _ => return None,
+        }
+    }
+}
+
 /// Validate one Kafka value against the input contract.
 pub fn parse_record(bytes: &[u8], unit: TimestampUnit) -> Result<Reading<'_>, String> {
+    let raw = match scan_flat(bytes) {
+        Some(raw) => raw,
+        None => parse_general(bytes)?,
+    };
+    validate(raw, unit)
+}
+
+/// The record read by serde_json, for every shape `scan_flat` leaves (and in tests, every shape).
+fn parse_general(bytes: &[u8]) -> Result<RawRecord<'_>, String> {
     match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
         None => return Err("empty record".into()),
         // serde would read a JSON array positionally into the record's fields: refuse it first.
@@ -285,31 +453,39 @@ pub fn parse_record(bytes: &[u8], unit: TimestampUnit) -> Result<Reading<'_>, St
         }
         Some(_) => {}
     }
-    let raw: RawRecord = serde_json::from_slice(bytes).map_err(|error| {
+    serde_json::from_slice(bytes).map_err(|error| {
         if error.is_data() && error.to_string().starts_with("invalid type") {
             "record is not a JSON object".to_string()
         } else {
             format!("invalid JSON: {error}")
         }
-    })?;
+    })
+}
+
+/// Validate one Kafka value with the general parser only (tests compare it with `parse_record`).
+pub fn parse_record_general(bytes: &[u8], unit: TimestampUnit) -> Result<Reading<'_>, String> {
+    validate(parse_general(bytes)?, unit)
+}
+
+fn validate(raw: RawRecord<'_>, unit: TimestampUnit) -> Result<Reading<'_>, String> {
     let meter_id = tag_value("meter_id", raw.meter_id, true)?.expect("required");
     let time_ms = timestamp_ms(raw.timestamp, unit)?;
     let consumption_kwh = match number("consumption_kwh", raw.consumption_kwh)? {
         None => return Err("consumption_kwh is missing".into()),
-        Some(v) if v < 0.0 => return Err(format!("consumption_kwh must be >= 0, got {v}")),
+        Some(v) if v.value < 0.0 => return Err(format!("consumption_kwh must be >= 0, got {}", v.value)),
         Some(v) => v,
     };
     let region = tag_value("region", raw.region, true)?.expect("required");
     let status = tag_value("status", raw.status, true)?.expect("required");
     let building_type = tag_value("building_type", raw.building_type, false)?;
     let latitude = number("latitude", raw.latitude)?;
-    if let Some(v) = latitude {
+    if let Some(Float { value: v, .. }) = latitude {
         if !(-90.0..=90.0).contains(&v) {
             return Err(format!("latitude must be within [-90, 90], got {v}"));
         }
     }
     let longitude = number("longitude", raw.longitude)?;
-    if let Some(v) = longitude {
+    if let Some(Float { value: v, .. }) = longitude {
         if !(-180.0..=180.0).contains(&v) {
             return Err(format!("longitude must be within [-180, 180], got {v}"));
         }

@@ -295,7 +295,7 @@ impl PartitionState {
         if suppressed {
             return true;
         }
-        let value = reading.consumption_kwh;
+        let value = reading.consumption_kwh.value;
         let acc = self.seconds.entry(second).or_insert(SecondAcc { sum: 0.0, count: 0, min: f64::INFINITY, max: f64::NEG_INFINITY });
         acc.sum += value;
         acc.count += 1;
@@ -314,7 +314,7 @@ impl PartitionState {
         bucket.count += 1;
         bucket.max = bucket.max.max(value);
         bucket.new_meters += u64::from(new_to_second);
-        if let (Some(lat), Some(lon)) = (reading.latitude, reading.longitude) {
+        if let (Some(lat), Some(lon)) = (reading.latitude.map(|f| f.value), reading.longitude.map(|f| f.value)) {
             bucket.lat_sum += lat;
             bucket.lon_sum += lon;
             bucket.geo_count += 1;
