@@ -133,3 +133,27 @@ def test_a_tag_ending_in_a_backslash_cannot_be_carried_which_is_why_ingest_dead_
         "meter_id": "tail\\", "timestamp": 1_795_773_600_000, "consumption_kwh": 1.0, "region": "r", "status": "ok",
     }).encode(), "ms")
     assert line is None and "backslash" in reason
+
+
+def test_numbers_written_as_sent_are_stored_as_the_floats_the_hot_path_folded(database):
+    """A plain decimal goes into line protocol as it was sent (an integer too, without ``i``):
+    InfluxDB must store it as a float field, the same value the decoder read, in one series
+    with values that were re-formatted (an exponent)."""
+    sent = ["5", "0", "0.0728", "0.07280000000000000001", "123456789012345678901234567890", "2.5e-3", "1E2"]
+    lines = []
+    for index, number in enumerate(sent):
+        value = (
+            '{"meter_id":"m-%d","timestamp":%d,"consumption_kwh":%s,"region":"r","status":"ok","latitude":%s}'
+            % (index, 1_795_773_600_000 + index, number, "-0" if index == 0 else "12")
+        ).encode()
+        line, reason = convert_one(value, "ms")
+        assert reason is None, (number, reason)
+        lines.append(line)
+    assert "consumption_kwh=5," in lines[0] and "consumption_kwh=0.0025," in lines[5]
+    response = write(database, "".join(lines))
+    assert response.status_code == 204, response.text
+    series = query("SELECT consumption_kwh, latitude FROM energy_consumption", database)[0]
+    assert [row[1] for row in series["values"]] == [float(number) for number in sent]
+    assert series["values"][0][2] == 0.0
+    types = query("SHOW FIELD KEYS FROM energy_consumption", database)[0]["values"]
+    assert dict(types) == {"consumption_kwh": "float", "latitude": "float"}
