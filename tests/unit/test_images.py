@@ -45,7 +45,7 @@ def test_help_names_every_image_and_needs_no_podman():
     result = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, timeout=10)
     assert result.returncode == 0, result.stderr
     for name in ("operator", "ingest", "aggregator", "writer", "simulator", "--pull=never", "runtime-prebuilt",
-                 "kafka", "redis", "influxdb", "busybox", "deps", "all"):
+                 "kafka", "redis", "influxdb", "busybox", "product", "deps", "all"):
         assert name in result.stdout
 
 
@@ -102,9 +102,10 @@ def demo_values() -> dict:
     return yaml.safe_load((CHART / "ci/demo-values.yaml").read_text())
 
 
-def test_names_select_the_product_by_default_the_stand_ins_with_deps_and_every_image_with_all():
+def test_names_select_every_image_by_default_the_product_or_the_stand_ins_by_group():
     script = load_script()
-    assert script.selected([]) == list(script.DOCKERFILES)
+    assert script.selected([]) == script.selected(["all"])
+    assert script.selected(["product"]) == list(script.DOCKERFILES)
     assert script.selected(["deps"]) == ["kafka", "redis", "influxdb", "busybox"]
     assert script.selected(["all"]) == [*script.DOCKERFILES, "kafka", "redis", "influxdb", "busybox"]
     assert script.selected(["writer", "kafka"]) == ["writer", "kafka"]
