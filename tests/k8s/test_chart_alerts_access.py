@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 from typing import Any
 
 import pytest
@@ -27,11 +28,21 @@ CONSUMER = {"consumer.enabled": "true", "consumer.spec.kafka.bootstrapServers": 
 
 
 def render(cluster: Cluster, *sets: dict[str, str], release: str = "grid", namespace: str = "power") -> list[dict[str, Any]]:
-    args = ["template", release, str(CHART), "-n", namespace]
-    for values in sets:
-        for key, value in values.items():
-            args += ["--set", f"{key}={value}"]
-    return [doc for doc in yaml.safe_load_all(cluster.helm(*args).stdout) if doc]
+    """``helm template`` with dotted keys set to YAML values (in a values file: ``--set`` would make
+    ``0.3`` a string)."""
+    values: dict[str, Any] = {}
+    for overrides in sets:
+        for dotted, raw in overrides.items():
+            *path, last = dotted.split(".")
+            node = values
+            for part in path:
+                node = node.setdefault(part, {})
+            node[last] = yaml.safe_load(raw)
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as file:
+        yaml.safe_dump(values, file)
+        file.flush()
+        rendered = cluster.helm("template", release, str(CHART), "-n", namespace, "-f", file.name).stdout
+    return [doc for doc in yaml.safe_load_all(rendered) if doc]
 
 
 def by_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
