@@ -246,3 +246,39 @@ def test_kafka_tools_name_a_script_and_a_main_class_each():
     assert all(len(words) == 2 and words[0].endswith(".sh") and re.fullmatch(r"[\w.]+", words[1]) for words in lines)
     scripts = {words[0] for words in lines}
     assert {"kafka-topics.sh", "kafka-storage.sh", "kafka-console-producer.sh", "kafka-console-consumer.sh"} <= scripts
+
+
+def helm_binary() -> str | None:
+    cache = Path(os.environ.get("SMARTGRID_CACHE_DIR", Path.home() / ".cache" / "smartgrid"))
+    candidate = cache / "k8s" / "bin" / "helm"
+    return str(candidate) if candidate.is_file() else shutil.which("helm")
+
+
+def test_check_runs_what_helm_renders_for_the_demo_values_with_the_stand_ins():
+    helm = helm_binary()
+    if not helm:
+        pytest.skip("no helm binary (scripts/k8s install builds it)")
+    script = load_script()
+    rendered = subprocess.run(
+        [helm, "template", "smartgrid", str(CHART), "-n", "default", "-f", str(CHART / "ci/demo-values.yaml"),
+         "-f", str(CHART / "ci/local-deps-values.yaml")], capture_output=True, text=True, timeout=60, check=True).stdout
+    containers = {}
+    for doc in filter(None, yaml.safe_load_all(rendered)):
+        pod = doc["spec"] if doc["kind"] == "Pod" else doc.get("spec", {}).get("template", {}).get("spec")
+        for container in (pod or {}).get("containers", []):
+            containers[container["name"]] = (container, pod)
+        if doc["kind"] == "ConfigMap" and doc["metadata"]["name"] == "smartgrid-influxdb":
+            assert doc["data"]["influxdb.conf"] == script.chart_influxdb_conf()
+    images = {name: containers[name][0]["image"] for name in ("kafka", "redis", "influxdb", "init", "check")}
+    assert images == {"kafka": script.DEPS["kafka"], "redis": script.DEPS["redis"], "influxdb": script.DEPS["influxdb"],
+                      "init": script.DEPS["influxdb"], "check": script.DEPS["busybox"]}
+    assert {e["name"]: e["value"] for e in containers["kafka"][0]["env"]} == script.CHART_KAFKA_ENV
+    assert containers["redis"][0]["args"] == script.CHART_REDIS_ARGS
+    assert containers["influxdb"][0]["command"] == script.CHART_INFLUXDB_COMMAND
+    assert containers["init"][0]["command"] == ["/bin/sh", "-ec", script.CHART_INFLUXDB_INIT]
+    test_lines = containers["check"][0]["command"][2].splitlines()
+    assert set(script.CHART_TEST_SCRIPT.splitlines()) <= set(test_lines)
+    for name, uid in [("kafka", 1000), ("redis", 999), ("influxdb", 1000), ("init", 1000), ("check", 65534)]:
+        container, pod = containers[name]
+        assert "imagePullPolicy" not in container, name
+        assert pod["securityContext"]["runAsUser"] == pod["securityContext"]["fsGroup"] == uid, name
