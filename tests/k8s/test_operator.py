@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from confluent_kafka.admin import NewPartitions
-from k8s_helpers import Cluster, wait_for
+from k8s_helpers import KAFKA, Cluster, wait_for
 
 pytestmark = pytest.mark.k8s
 
@@ -17,7 +17,7 @@ OWNED_SELECTOR = "smartgrid.io/consumer={name},app.kubernetes.io/managed-by=smar
 
 def consumer(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
     body = {
-        "kafka": {"bootstrapServers": "127.0.0.1:9092"},
+        "kafka": {"bootstrapServers": KAFKA},  # the Kafka the tests create their topics on
         "influxdb": {"url": "http://influxdb:8086"},
         "redis": {"url": "redis://redis:6379/0"},
     }
@@ -385,7 +385,7 @@ def test_the_kafka_client_config_comes_from_the_secret_the_consumer_names_and_no
 
     config = kafka.client_config(namespace, kafka_spec, 5.0)
 
-    assert config["bootstrap.servers"] == "127.0.0.1:9092"
+    assert config["bootstrap.servers"] == KAFKA
     assert config["security.protocol"] == "SASL_SSL" and config["sasl.mechanism"] == "SCRAM-SHA-512"
     assert (config["sasl.username"], config["sasl.password"]) == ("grid-user", "grid-password")
     assert not set(OPERATOR_ENV.values()) & {str(value) for value in config.values()}
