@@ -85,9 +85,11 @@ def aggregator(prefix, tmp_path):
                "SMARTGRID_EMIT_ROLLUPS": "false", **FAST, **settings}
         started.append(start_service("aggregator", env, str(tmp_path / f"aggregator-{len(started)}.log")))
         url = f"http://127.0.0.1:{port}"
+        start.processes[url] = started[-1]
         wait_until(lambda: http_ok(f"{url}/readyz"), 30, what="the aggregator")
         return url
 
+    start.processes = {}
     yield start
     for process in started:
         process.terminate()
@@ -182,6 +184,34 @@ def test_a_region_crossing_and_recovering_posts_one_firing_and_one_resolved_with
     assert ended["startsAt"] == alert["startsAt"] and ended["endsAt"] > ended["startsAt"]
     assert hook.paths == ["/hook/T000/B000/s3cr3t-token"] * 2
     assert sum(metric(url, 'aggregator_alert_notifications_total{outcome="delivered"}') for url in urls) == 2
+
+
+def test_a_killed_leaders_firing_alert_is_resolved_once_by_the_replica_that_takes_over(
+    redis, prefix, aggregator, receiver
+):
+    hook = receiver()
+    settings = {"SMARTGRID_ALERT_WEBHOOK_URL": hook.url(), "SMARTGRID_ALERT_OFFLINE_SHARE": "0.3"}
+    urls = [aggregator(SMARTGRID_AGGREGATOR_CONSUMER="replica-a", **settings),
+            aggregator(SMARTGRID_AGGREGATOR_CONSUMER="replica-b", **settings)]
+    now = int(time.time())
+    storm = [r if r.region != "south" or r.meter_id >= "south-4" else
+             Reading(r.meter_id, r.region, r.second, r.kwh, "offline", r.lat, r.lon) for r in fleet(now - 10, {})]
+    fold(redis, prefix, storm, topic="storm")  # south: 4 of 10 offline
+    wait_until(lambda: len(hook.bodies) == 1, 15, what="the firing notification")
+    assert hook.bodies[0]["alerts"][0]["labels"]["region"] == "south"
+    leader = next(url for url in urls if metric(url, "aggregator_alert_leader") == 1)
+    survivor = next(url for url in urls if url != leader)
+    aggregator.processes[leader].kill()  # no goodbye: its lease has to expire (5 s)
+    aggregator.processes[leader].wait(10)
+    wait_until(lambda: metric(survivor, "aggregator_alert_leader") == 1, 20, what="the other replica to take over")
+    # It carries the episode on from Redis: still firing, nothing sent again.
+    assert metric(survivor, 'smartgrid_region_alert_firing{region="south",status="offline"}') == 1
+    assert len(hook.bodies) == 1
+    fold(redis, prefix, fleet(now - 5, {}), topic="calm")
+    wait_until(lambda: len(hook.bodies) == 2, 15, what="the resolved notification")
+    time.sleep(1.0)
+    assert [body["status"] for body in hook.bodies] == ["firing", "resolved"]
+    assert hook.bodies[1]["alerts"][0]["fingerprint"] == hook.bodies[0]["alerts"][0]["fingerprint"]
 
 
 def test_an_unreachable_webhook_is_retried_until_it_takes_the_notification(redis, prefix, aggregator, receiver, tmp_path):
