@@ -1,6 +1,7 @@
 """End to end on a kind cluster: build and load the images, install the chart with the demo
 values (Kafka, Redis, InfluxDB, a SmartGridConsumer, the simulator), then check that points reach
-InfluxDB and that the dashboard API answers with data.
+InfluxDB and that the dashboard API answers with data (assertions shared with the real-node suite,
+tests/e2e/e2e_checks.py).
 
 Needs a Docker engine, kind, kubectl and helm; everywhere else it skips with a one-line reason.
 The same chart and operator assertions run without Docker in tests/k8s/ (local control plane).
@@ -8,15 +9,13 @@ The same chart and operator assertions run without Docker in tests/k8s/ (local c
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import e2e_checks as checks
 import pytest
 
 pytestmark = pytest.mark.e2e
@@ -56,34 +55,8 @@ def run(*args: str, timeout: float = 900, check: bool = True) -> subprocess.Comp
     return result
 
 
-def kubectl(*args: str, **kwargs) -> subprocess.CompletedProcess:
-    return run("kubectl", "--context", CONTEXT, "-n", NAMESPACE, *args, **kwargs)
-
-
-def wait_for(check, timeout: float, what: str, interval: float = 5.0):
-    deadline, last = time.monotonic() + timeout, None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except AssertionError as error:
-            last = str(error)[-500:]
-        if last and not isinstance(last, str):
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
-
-
-def _diagnostics() -> str:
-    parts = [kubectl("get", "all,sgc", "-o", "wide", check=False).stdout]
-    parts.append(kubectl("get", "events", "--sort-by=.lastTimestamp", check=False).stdout)
-    for component in ("operator", "ingest", "aggregator", "writer", "simulator"):
-        parts.append(f"----- logs {component} -----")
-        parts.append(
-            kubectl(
-                "logs", "-l", f"app.kubernetes.io/component={component}", "--tail=80", "--all-containers", check=False
-            ).stdout
-        )
-    return "\n".join(parts)
+def kubectl(*args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
+    return run("kubectl", "--context", CONTEXT, "-n", NAMESPACE, *args, check=check, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +93,7 @@ def release() -> Iterator[None]:
         )
         yield
     except AssertionError:
-        print(_diagnostics())
+        print(checks.diagnostics(kubectl))
         raise
     finally:
         if os.environ.get("SMARTGRID_KIND_KEEP") != "1":
@@ -129,65 +102,23 @@ def release() -> Iterator[None]:
                 run("kind", "delete", "cluster", "--name", CLUSTER, check=False)
 
 
-@pytest.fixture(scope="module")
-def dashboard(release) -> Iterator[str]:
-    """The aggregator's port, forwarded to localhost."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    forward = subprocess.Popen(
-        ["kubectl", "--context", CONTEXT, "-n", NAMESPACE, "port-forward", "svc/demo-aggregator", f"{port}:80"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        time.sleep(3)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        forward.terminate()
-        forward.wait(timeout=10)
-
-
 def test_the_consumer_becomes_ready_with_the_planned_replicas(release):
-    def ready():
-        body = json.loads(kubectl("get", "sgc", "demo", "-o", "json").stdout)
-        status = body.get("status", {})
-        conditions = {c["type"]: c["status"] for c in status.get("conditions", [])}
-        return status if conditions.get("Ready") == "True" else None
-
-    status = wait_for(ready, 600, "SmartGridConsumer demo Ready")
-    assert status["replicas"] == 2  # 8 partitions, 4 per replica (ci/demo-values.yaml)
-    assert status["readyReplicas"] == 2
+    # 8 partitions, 4 per replica (ci/demo-values.yaml)
+    status = checks.consumer_ready(kubectl, "demo", replicas=2)
+    assert status["partitions"] == 8
 
 
 def test_simulated_readings_reach_influxdb(release):
-    def points():
-        result = kubectl(
-            "exec",
-            "statefulset/e2e-smartgrid-influxdb",
-            "--",
-            "influx",
-            "-database",
-            "smart_grid_monitoring",
-            "-format",
-            "json",
-            "-execute",
-            'SELECT COUNT(*) FROM "raw_data"."energy_consumption"',
-            check=False,
-        )
-        return result.returncode == 0 and '"values"' in result.stdout and result.stdout
-
-    assert wait_for(points, 600, "points in InfluxDB")
+    assert checks.raw_points_arrive(kubectl, f"{RELEASE}-smartgrid-influxdb") > 0
 
 
-def test_the_dashboard_api_serves_live_data(dashboard):
-    import httpx
+def test_the_dashboard_api_serves_live_data(release):
+    assert checks.live_data(kubectl, NAMESPACE, "demo-aggregator")["points"]
 
-    def live():
-        response = httpx.get(f"{dashboard}/api/live", params={"seconds": 60}, timeout=10)
-        body = response.json() if response.status_code == 200 else {}
-        return body if body.get("end") is not None and body.get("points") else None
 
-    assert wait_for(live, 300, "live consumption on /api/live")
-    assert httpx.get(f"{dashboard}/api/status", timeout=10).status_code == 200
-    assert httpx.get(f"{dashboard}/", timeout=10).status_code == 200
+def test_the_writer_writes_aggregates(release):
+    assert checks.aggregates_arrive(kubectl, f"{RELEASE}-smartgrid-influxdb") > 0
+
+
+def test_the_product_pods_logged_no_error(release):
+    assert not checks.unexpected_log_lines(kubectl)
