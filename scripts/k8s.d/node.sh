@@ -396,8 +396,13 @@ load_pause_image() {
 node_running() { local p; for p in "${NODE_PROCS[@]}"; do is_running "$p" || return 1; done; }
 
 node_up() {
-  local ip=$1 t0=$SECONDS b
+  local ip=$1 t0=$SECONDS b p
   node_requirements
+  # The bridge, the kubepods cgroups and the KUBE-* chains are the machine's: one node at a time.
+  for p in $(pgrep -x kubelet || true); do
+    [[ $p == "$(pid_of kubelet)" ]] && continue
+    die "a kubelet of another state dir runs (pid $p, $(tr '\0' ' ' </proc/"$p"/cmdline | grep -o -- '--root-dir=[^ ]*')): stop it with its scripts/k8s down first"
+  done
   for b in kubelet kube-proxy coredns pause; do
     [[ -x $BIN/$b ]] || { log "$b missing, running install --node first"; cmd_install; break; }
   done
