@@ -11,7 +11,7 @@
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 mod lineproto;
 mod reader;
@@ -36,7 +36,7 @@ impl BatchRanges {
     }
 
     /// Record that `first..=last` of `partition` is in the batch; that partition's state.
-    fn add<'s>(&mut self, states: &'s mut HashMap<i32, PartitionState>, partition: i32, first: i64, last: i64) -> &'s mut PartitionState {
+    fn add<'s>(&mut self, states: &'s mut FxHashMap<i32, PartitionState>, partition: i32, first: i64, last: i64) -> &'s mut PartitionState {
         if self.ranges.get(self.current).map(|r| r.0) != Some(partition) {
             match self.ranges.iter().position(|r| r.0 == partition) {
                 Some(index) => self.current = index,
@@ -54,7 +54,7 @@ impl BatchRanges {
         state
     }
 
-    fn finish(self, states: &mut HashMap<i32, PartitionState>, aggregations: bool) -> Vec<(i32, i64, i64)> {
+    fn finish(self, states: &mut FxHashMap<i32, PartitionState>, aggregations: bool) -> Vec<(i32, i64, i64)> {
         for &(partition, _first, last) in &self.ranges {
             let state = states.get_mut(&partition).expect("state exists");
             if aggregations {
@@ -79,7 +79,7 @@ struct Processor {
     max_clock_skew_ms: i64,
     /// A reading this far behind its partition's watermark is kept out of the live partials.
     late_window_ms: i64,
-    partitions: HashMap<i32, PartitionState>,
+    partitions: FxHashMap<i32, PartitionState>,
 }
 
 impl Processor {
@@ -155,7 +155,7 @@ impl Processor {
             offline_after_ms,
             max_clock_skew_ms,
             late_window_ms,
-            partitions: HashMap::new(),
+            partitions: FxHashMap::default(),
         })
     }
 

@@ -25,6 +25,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
+use rustc_hash::FxHashMap;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::ffi::CString;
@@ -37,9 +38,9 @@ pub struct Reader {
     topic: String,
     /// Partition -> first offset whose records become lines (absent: none do). Locked by `poll`
     /// for its whole read; only the reading thread changes it, so nothing waits on the lock.
-    hand_off: Mutex<HashMap<i32, i64>>,
+    hand_off: Mutex<FxHashMap<i32, i64>>,
     /// Partition -> offset (exclusive) where reading stops; the partition is then paused.
-    bounds: Mutex<HashMap<i32, i64>>,
+    bounds: Mutex<FxHashMap<i32, i64>>,
     /// The last poll's hand-off, kept for its buffers: a poll writes its lines into memory that is
     /// already paged in (a fresh buffer per poll cost page faults and copies as it grew).
     spare: Mutex<HandOff>,

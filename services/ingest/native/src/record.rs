@@ -366,8 +366,39 @@ fn plain_number(b: &[u8], start: usize) -> Option<(Scalar<'_>, usize)> {
     }
     // SAFETY: the bytes checked above are ASCII.
     let text = unsafe { std::str::from_utf8_unchecked(&b[start..i]) };
-    let value: f64 = text.parse().ok()?;
+    let value = match plain.then(|| exact_decimal(text)).flatten() {
+        Some(value) => value,
+        None => text.parse().ok()?,
+    };
     value.is_finite().then_some((Scalar::Num(value, plain.then_some(text)), i))
+}
+
+/// A plain decimal (`-?digits[.digits]`) whose digits, as an integer, are exactly a double and
+/// whose fraction has at most 22 digits: that integer divided by an exact power of ten is then
+/// the correctly rounded value (Clinger's fast path), without the general parser; else None.
+fn exact_decimal(text: &str) -> Option<f64> {
+    const POW10: [f64; 23] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18,
+        1e19, 1e20, 1e21, 1e22,
+    ];
+    let (negative, unsigned) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let mut mantissa = 0u64;
+    let mut fraction_digits = None;
+    for (index, byte) in unsigned.bytes().enumerate() {
+        if byte == b'.' {
+            fraction_digits = Some(unsigned.len() - index - 1);
+            continue;
+        }
+        mantissa = mantissa.checked_mul(10)?.checked_add((byte - b'0') as u64)?;
+    }
+    if mantissa > 1 << 53 {
+        return None;
+    }
+    let value = mantissa as f64 / *POW10.get(fraction_digits.unwrap_or(0))?;
+    Some(if negative { -value } else { value })
 }
 
 /// The common shape of a record, a flat object of strings and numbers without escapes, read

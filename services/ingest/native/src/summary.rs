@@ -36,9 +36,29 @@ struct RegionAcc {
 struct Labels {
     ids: FxHashMap<String, u32>,
     names: Vec<String>,
+    /// The id of [`CLOCK_SKEW`], once named.
+    clock_skew: Option<u32>,
 }
 
 impl Labels {
+    /// `id(name)`, tried first against `likely` (the meter's last): no hashing when it is that.
+    fn id_like(&mut self, likely: Option<u32>, name: &str) -> u32 {
+        match likely {
+            Some(id) if self.names[id as usize] == name => id,
+            _ => self.id(name),
+        }
+    }
+
+    fn clock_skew(&mut self) -> u32 {
+        match self.clock_skew {
+            Some(id) => id,
+            None => {
+                let id = self.id(CLOCK_SKEW);
+                *self.clock_skew.insert(id)
+            }
+        }
+    }
+
     fn id(&mut self, name: &str) -> u32 {
         if let Some(&id) = self.ids.get(name) {
             return id;
@@ -279,10 +299,17 @@ impl PartitionState {
         }
         let suppressed = self.suppressed(offset);
         self.watermark_ms = Some(self.watermark_ms.map_or(time_ms, |w| w.max(time_ms)));
-        let region = self.labels.id(&reading.region);
-        let status = self.labels.id(&reading.status);
-        let clock_skew = self.labels.id(CLOCK_SKEW);
-        let (index, known) = self.meter_of(reading, region, status, time_ms, suppressed);
+        // A known meter mostly reports the region and status it did last time.
+        let found = self.meter_index.get(reading.meter_id.as_ref()).copied();
+        let last = found.map(|index| &self.meters[index as usize]);
+        let (last_region, last_status) = (last.map(|m| m.region), last.map(|m| m.status));
+        let region = self.labels.id_like(last_region, &reading.region);
+        let status = self.labels.id_like(last_status, &reading.status);
+        let clock_skew = self.labels.clock_skew();
+        let (index, known) = match found {
+            Some(index) => (index, true),
+            None => self.meter_of(reading, region, status, time_ms, suppressed),
+        };
         let meter = &self.meters[index as usize];
         // The newest reading (in event time) decides the status; a late one only counts. A meter
         // flagged for its clock is cleared by its next sane reading, late or not.
@@ -329,7 +356,7 @@ impl PartitionState {
     pub fn flag_clock_skew(&mut self, reading: &Reading, offset: i64, fallback_ms: i64) {
         let suppressed = self.suppressed(offset);
         let region = self.labels.id(&reading.region);
-        let status = self.labels.id(CLOCK_SKEW);
+        let status = self.labels.clock_skew();
         let heard_ms = self.watermark_ms.unwrap_or(fallback_ms);
         let (index, known) = self.meter_of(reading, region, status, heard_ms, suppressed);
         if known {
