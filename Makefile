@@ -26,12 +26,13 @@ unit: ## Unit tests only (no server needed)
 	scripts/bootstrap
 	$(UV) run --no-sync pytest tests/unit -q
 
-test: ## Every test: unit, integration (real Kafka/InfluxDB/Redis), browser, Kubernetes control plane
+test: ## Every test: unit, integration (real Kafka/InfluxDB/Redis), browser, Kubernetes control plane, the chart on a real node
 	scripts/bootstrap
 	scripts/stack up
 	scripts/stack --influxdb cluster install
-	scripts/k8s install
-	scripts/k8s up
+	scripts/images
+	scripts/k8s install --node
+	scripts/k8s up --node
 	$(UV) run --no-sync pytest -m "" -q -p no:cacheprovider tests
 
 images: ## Build every image here with podman, no registry (a debootstrap base, the ingest wheel built on the host); cached
