@@ -129,3 +129,33 @@ def test_random_mutations_of_a_record_get_the_same_verdict_both_ways():
             elif value:
                 value[min(position, len(value) - 1)] = rng.choice(alphabet)
         assert_same(bytes(value))
+
+
+def test_the_fold_reads_plain_decimals_as_correctly_rounded_floats():
+    """The folded value of a plain decimal (its fast conversion, or the general parser past 2^53)
+    is the correctly rounded float, the one Python and InfluxDB read from the same text."""
+    import time
+
+    from ingest._hotpath import Processor
+    from smartgrid_common.contracts import Summary
+
+    rng = random.Random(7)
+    now_s = int(time.time()) - 100
+    texts = ["0", "-0", "0.1", "0.3", "2.675", "9007199254740993", "9007199254740992", "0.000000000000000000001"]
+    for _ in range(400):
+        digits = "".join(rng.choice("0123456789") for _ in range(rng.randint(1, 20)))
+        point = rng.randint(0, len(digits))
+        texts.append((digits[:point].lstrip("0") or "0") + ("." + digits[point:] if point < len(digits) else ""))
+    processor = Processor("t", "ms", True, 300_000)
+    values = [
+        TEXT.replace('"consumption_kwh":0.0728', f'"consumption_kwh":{text}')
+        .replace('"timestamp":"2026-12-02T19:16:35.415Z"', f'"timestamp":{(now_s - index % 90) * 1000}')
+        .replace("MTR-00000042", f"m-{index}").encode()
+        for index, text in enumerate(texts)
+    ]
+    # One reading per second per batch: each second's sum is that one value, unrounded by addition.
+    for index, value in enumerate(values):
+        assert processor.process([value], [0], [index]).valid == 1, value
+        [(_, data)] = processor.take_summaries()
+        [second] = Summary.from_json(data).seconds
+        assert second.sum_kwh == float(texts[index]) and second.count == 1, texts[index]
