@@ -23,28 +23,33 @@ from .stats import WorkerStats
 
 log = logging.getLogger(__name__)
 
-# ARGV: stream, its MAXLEN backstop, n, then n x (published key, expected, new published, summary,
-# state key, checkpoint offset, snapshot). '' as expected: the key must not exist yet; as new published: no
-# summary; as checkpoint offset: no checkpoint. Returns the 1-based entries that were fenced.
-PUBLISH = """
+# One entry of a publish, as the Lua reads it: these names, in this order, in ARGV (the Lua gets
+# their offsets from this declaration, see PUBLISH). '' as expected: the key must not exist yet; as
+# published: no summary; as checkpoint_offset: no checkpoint.
+ENTRY_FIELDS = ("published_key", "expected", "published", "summary", "state_key", "checkpoint_offset", "snapshot")
+
+# ARGV: stream, its MAXLEN backstop, n, then n entries of ENTRY_FIELDS. Returns the 1-based entries
+# that were fenced.
+PUBLISH = "local F = {%s}\n" % ", ".join(f"{name} = {index}" for index, name in enumerate(ENTRY_FIELDS)) + """
 local fenced = {}
-local i = 4
+local at = 4
 for k = 1, tonumber(ARGV[3]) do
-  if (redis.call('GET', ARGV[i]) or '') ~= ARGV[i + 1] then
+  local function arg(name) return ARGV[at + F[name]] end
+  if (redis.call('GET', arg('published_key')) or '') ~= arg('expected') then
     fenced[#fenced + 1] = k
   else
-    if ARGV[i + 2] ~= '' then
-      redis.call('XADD', ARGV[1], 'MAXLEN', '~', ARGV[2], '*', 'data', ARGV[i + 3])
-      redis.call('SET', ARGV[i], ARGV[i + 2])
+    if arg('published') ~= '' then
+      redis.call('XADD', ARGV[1], 'MAXLEN', '~', ARGV[2], '*', 'data', arg('summary'))
+      redis.call('SET', arg('published_key'), arg('published'))
     end
-    if ARGV[i + 5] ~= '' then
-      redis.call('HSET', ARGV[i + 4], 'offset', ARGV[i + 5], 'state', ARGV[i + 6])
+    if arg('checkpoint_offset') ~= '' then
+      redis.call('HSET', arg('state_key'), 'offset', arg('checkpoint_offset'), 'state', arg('snapshot'))
     end
   end
-  i = i + 7
+  at = at + %d
 end
 return fenced
-"""
+""" % len(ENTRY_FIELDS)
 
 
 @dataclass
@@ -114,11 +119,16 @@ class Publisher:
         args: list = [summary_stream(self._prefix), self.settings.stream_max_entries, len(entries)]
         for e in entries:
             offset, snapshot = e.checkpoint if e.checkpoint is not None else ("", b"")
-            args += [
-                self._published_key(e.partition), e.expected,
-                "" if e.summary is None else e.published, e.summary or b"",
-                self._state_key(e.partition), offset, snapshot,
-            ]
+            fields = {
+                "published_key": self._published_key(e.partition),
+                "expected": e.expected,
+                "published": "" if e.summary is None else e.published,
+                "summary": e.summary or b"",
+                "state_key": self._state_key(e.partition),
+                "checkpoint_offset": offset,
+                "snapshot": snapshot,
+            }
+            args += [fields[name] for name in ENTRY_FIELDS]
         return {entries[k - 1].partition for k in self._retry(lambda: self._script(args=args))}
 
     def _retry(self, action):
