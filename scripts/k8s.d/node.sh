@@ -431,7 +431,7 @@ node_up() {
 # Kills what runs in the pods (they outlive containerd's shims otherwise), then the shims.
 kill_pods() {
   local f pids
-  for f in /sys/fs/cgroup/*/kubepods; do
+  for f in /sys/fs/cgroup/kubepods /sys/fs/cgroup/*/kubepods; do  # cgroup v2, v1
     [[ -d $f ]] || continue
     pids=$(find "$f" -name cgroup.procs -exec cat {} + 2>/dev/null | sort -u || true)
     [[ -n $pids ]] && kill -KILL $pids 2>/dev/null || true
@@ -478,7 +478,7 @@ node_cleanup_leftovers() {
       done
     done
   done
-  find /sys/fs/cgroup/*/kubepods -depth -type d -exec rmdir {} + 2>/dev/null || true
+  find /sys/fs/cgroup/kubepods /sys/fs/cgroup/*/kubepods -depth -type d -exec rmdir {} + 2>/dev/null || true
   find /var/log/containers -maxdepth 1 -type l -lname "$NODE/*" -delete 2>/dev/null || true
   rm -rf "$NODE/cni/ipam"
   return 0
