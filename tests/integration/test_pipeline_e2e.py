@@ -269,7 +269,19 @@ def test_group_mode_rebalance_mid_stream_is_exact(names, pipeline, redis):
     produce([(r.key, r.value) for r in chunks[0]], BROKERS, names.topic)
     first.wait_committed(1_000)
     second = pipeline.start_ingest(**settings)  # joins: the group rebalances while records flow
-    for chunk in chunks[1:]:
+
+    def second_holds_partitions() -> bool:
+        response = second.get("/stats")
+        return response is not None and any(w.get("lag") for w in response.json()["workers"].values())
+
+    # Records flow while it joins (however long a loaded machine makes that), and a quarter of them
+    # only once it holds partitions: the rebalance is always mid-stream.
+    rest = chunks[1:]
+    while len(rest) > len(chunks) // 4 and not second_holds_partitions():
+        produce([(r.key, r.value) for r in rest.pop(0)], BROKERS, names.topic)
+        time.sleep(0.5)
+    wait_until(second_holds_partitions, 90, "the second replica to be given partitions")
+    for chunk in rest:
         produce([(r.key, r.value) for r in chunk], BROKERS, names.topic)
         time.sleep(0.5)
     truth = truth_from_topic(names.topic, len(records), invalid_of(records))
