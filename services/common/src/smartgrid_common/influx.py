@@ -75,15 +75,8 @@ class Node:
     writes: int = 0  # write requests it acknowledged
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def paused(self, now: float) -> bool:
-        """Skipped by requests until its backoff pause ends."""
+    def is_out(self, now: float) -> bool:
         return now < self.out_until
-
-    @property
-    def is_out(self) -> bool:
-        """Its last request failed: it stays out (in /readyz and the metrics) until one succeeds,
-        also after its pause ended and before a request tried it again."""
-        return bool(self.reason)
 
 
 # A cluster answers 500 where one node answers 400. Seen from InfluxDB Cluster 1.8.11-c1.2.0:
@@ -141,7 +134,7 @@ class InfluxClient:
         now = time.monotonic()
         start = next(self._turn) % len(self.nodes)
         ordered = self.nodes[start:] + self.nodes[:start]
-        usable = [node for node in ordered if not node.paused(now)]
+        usable = [node for node in ordered if not node.is_out(now)]
         if not usable:
             usable = [min(self.nodes, key=lambda node: node.out_until)]
         return iter(usable)
@@ -187,7 +180,8 @@ class InfluxClient:
 
     def nodes_out(self) -> list[tuple[str, str]]:
         """(URL, reason) of every node currently left out."""
-        return [(node.url, node.reason) for node in self.nodes if node.is_out]
+        now = time.monotonic()
+        return [(node.url, node.reason) for node in self.nodes if node.is_out(now)]
 
     def degraded(self) -> str | None:
         """A sentence for /readyz when some nodes are out but others take the writes, else None."""
@@ -370,11 +364,12 @@ class InfluxNodeMetrics:
     def collect(self):  # noqa: ANN201 - prometheus_client's collector protocol
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+        now = time.monotonic()
         up = GaugeMetricFamily("smartgrid_influxdb_node_up", "1 while the InfluxDB node takes requests, 0 while left out", labels=["node"])
         failures = CounterMetricFamily("smartgrid_influxdb_node_failures", "Requests an InfluxDB node failed (unreachable, 5xx)", labels=["node"])
         writes = CounterMetricFamily("smartgrid_influxdb_node_writes", "Writes an InfluxDB node acknowledged", labels=["node"])
         for node in self.client.nodes:
-            up.add_metric([node.url], 0.0 if node.is_out else 1.0)
+            up.add_metric([node.url], 0.0 if node.is_out(now) else 1.0)
             failures.add_metric([node.url], node.failures)
             writes.add_metric([node.url], node.writes)
         under = CounterMetricFamily(

@@ -288,7 +288,7 @@ class Worker:
             self.stats.ready, self.stats.reason = True, "consuming"
         influx = self.units.influx
         self.stats.degraded = influx.degraded()
-        self.stats.influx_nodes = {n.url: (0 if n.is_out else 1, n.failures, n.writes) for n in influx.nodes}
+        self.stats.influx_nodes = {n.url: (0 if n.is_out(now) else 1, n.failures, n.writes) for n in influx.nodes}
         self.stats.under_replicated = influx.under_replicated
         self._log_statistics(now)
         reader = self.live or self.own
