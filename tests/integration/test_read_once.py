@@ -140,6 +140,10 @@ def test_partitions_that_never_had_a_record_do_not_keep_the_influxdb_path_detach
         stack_command("start-server", "influxdb")
     wait_until(lambda: all_committed(names), 120, "ingest to commit every record")
     wait_until(lambda: log_lines(service, "reading lines from the live path again") >= 1, 60, "the InfluxDB path to attach again")
+    # The worker's counters reach /stats in a snapshot a second: one that counts every record
+    # committed counts every read behind them too.
+    total = sum(len(records) for records in per_partition)
+    wait_until(lambda: service.totals()["committed"] == total, 30, "the stats to count every commit")
     before = service.totals()
     produce_to(names.topic, 0, [(b"late-0", reading("late-0", now_ms(), 2.0))])
     wait_until(lambda: service.totals()["committed"] >= before["committed"] + 1, 60, "the new record committed")
