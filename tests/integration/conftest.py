@@ -13,6 +13,7 @@ import httpx
 import pytest
 import redis as redis_client
 
+from aggregator.testing import free_port, http_ok, start_service, wait_until
 from ingest_harness import INFLUX, REDIS, IngestProcess, Names
 from service_logs import ServiceLogs
 
@@ -75,7 +76,9 @@ def prefix(redis):
 
 @pytest.fixture
 def names(stack, request):
-    created = Names()
+    """The test's topic, database, Redis prefix and group; ``@pytest.mark.partitions(n)`` sizes the topic."""
+    marker = request.node.get_closest_marker("partitions")
+    created = Names(partitions=marker.args[0]) if marker else Names()
     yield created
     created.cleanup()
     client = redis_client.Redis.from_url(REDIS)
@@ -107,3 +110,26 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
     setattr(item, f"rep_{report.when}", report)
+
+
+@pytest.fixture
+def aggregator(prefix, tmp_path):
+    """Starts ``python -m aggregator`` processes over the test's Redis prefix, each on a free port
+    (settings as keywords); returns its base URL once ready. ``aggregator.processes[url]`` is its
+    process; each logs to ``aggregator-<n>.log`` in ``tmp_path``."""
+    started: dict[str, object] = {}
+
+    def start(**settings: str) -> str:
+        port = free_port()
+        env = {"SMARTGRID_REDIS_PREFIX": prefix, "SMARTGRID_HTTP_PORT": str(port), "SMARTGRID_HTTP_HOST": "127.0.0.1",
+               **settings}
+        url = f"http://127.0.0.1:{port}"
+        started[url] = start_service("aggregator", env, str(tmp_path / f"aggregator-{len(started)}.log"))
+        wait_until(lambda: http_ok(f"{url}/readyz"), 30, what="the aggregator")
+        return url
+
+    start.processes = started
+    yield start
+    for process in started.values():
+        process.terminate()
+        process.wait(10)

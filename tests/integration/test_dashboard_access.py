@@ -13,7 +13,6 @@ import httpx
 import pytest
 
 from aggregator.auth import COOKIE
-from aggregator.testing import free_port, http_ok, start_service, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -21,23 +20,9 @@ TOKEN = "0123456789abcdef-dashboard-token"
 
 
 @pytest.fixture
-def dashboard(prefix, tmp_path):
+def dashboard(aggregator):
     """An aggregator whose dashboard needs a token (``extra`` settings as keywords); its base URL."""
-    started = []
-
-    def start(**extra: str) -> str:
-        port = free_port()
-        env = {"SMARTGRID_REDIS_PREFIX": prefix, "SMARTGRID_HTTP_PORT": str(port), "SMARTGRID_HTTP_HOST": "127.0.0.1",
-               "SMARTGRID_EMIT_ROLLUPS": "false", **extra}
-        started.append(start_service("aggregator", env, str(tmp_path / "aggregator.log")))
-        url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: http_ok(f"{url}/readyz"), 30, what="the aggregator")
-        return url
-
-    yield start
-    for process in started:
-        process.terminate()
-        process.wait(10)
+    return lambda **extra: aggregator(SMARTGRID_EMIT_ROLLUPS="false", **extra)
 
 
 def first_event(client: httpx.Client, url: str, **kwargs) -> str:

@@ -17,31 +17,11 @@ import pytest
 from redis import Redis
 from smartgrid_common.contracts import summary_stream
 
-from aggregator.testing import free_port, http_ok, make_readings, make_summaries, start_service, wait_until
+from aggregator.testing import make_readings, make_summaries, wait_until
 from aggregator.views import COMPLETE_GRACE_S
 
 pytestmark = pytest.mark.integration
 
-
-
-@pytest.fixture
-def aggregator(prefix, tmp_path):
-    """Starts ``python -m aggregator`` on a free port (extra settings as keywords); its base URL."""
-    started = []
-
-    def start(**settings: str) -> str:
-        port = free_port()
-        env = {"SMARTGRID_REDIS_PREFIX": prefix, "SMARTGRID_HTTP_PORT": str(port),
-               "SMARTGRID_HTTP_HOST": "127.0.0.1", **settings}
-        started.append(start_service("aggregator", env, str(tmp_path / "aggregator.log")))
-        url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: http_ok(f"{url}/readyz"), 30, what="the aggregator")
-        return url
-
-    yield start
-    for process in started:
-        process.terminate()
-        process.wait(10)
 
 
 def fold(redis: Redis, prefix: str, readings, topic: str = "t") -> None:
@@ -174,42 +154,34 @@ def test_sse_streams_all_push_the_same_snapshot_once_per_interval(redis, prefix,
     wait_until(lambda: metric(url, "aggregator_sse_streams") == 0, 10, what="the streams to be released")
 
 
-def test_sigterm_with_open_sse_streams_stops_the_aggregator_at_once_and_cleanly(redis, prefix, tmp_path):
+def test_sigterm_with_open_sse_streams_stops_the_aggregator_at_once_and_cleanly(redis, prefix, aggregator):
     # Open event streams never end by themselves: the server must end them when it stops, or a
     # rollout would wait for every dashboard left open (and then kill the pod). The service_logs
     # fixture fails the test on any ERROR line (a cancelled request is logged as one).
-    port = free_port()
-    env = {"SMARTGRID_REDIS_PREFIX": prefix, "SMARTGRID_HTTP_PORT": str(port), "SMARTGRID_HTTP_HOST": "127.0.0.1"}
-    process = start_service("aggregator", env, str(tmp_path / "aggregator.log"))
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: http_ok(f"{url}/readyz"), 30, what="the aggregator")
+    url = aggregator()
+    process = aggregator.processes[url]
 
-        async def run() -> tuple[list[int], float, int | None]:
-            async def listen(client: httpx.AsyncClient) -> int:
-                events = 0
-                async with client.stream("GET", "/api/stream") as response:
-                    async for line in response.aiter_lines():
-                        events += line.startswith("event: update")
-                return events  # the stream ended: the server closed it
+    async def run() -> tuple[list[int], float, int | None]:
+        async def listen(client: httpx.AsyncClient) -> int:
+            events = 0
+            async with client.stream("GET", "/api/stream") as response:
+                async for line in response.aiter_lines():
+                    events += line.startswith("event: update")
+            return events  # the stream ended: the server closed it
 
-            async with httpx.AsyncClient(base_url=url, timeout=30) as client:
-                streams = [asyncio.ensure_future(listen(client)) for _ in range(10)]
-                await asyncio.sleep(2.0)
-                process.terminate()
-                began = time.monotonic()
-                events = await asyncio.wait_for(asyncio.gather(*streams), 15)
-                code = await asyncio.to_thread(process.wait, 15)
-                return events, time.monotonic() - began, code
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            streams = [asyncio.ensure_future(listen(client)) for _ in range(10)]
+            await asyncio.sleep(2.0)
+            process.terminate()
+            began = time.monotonic()
+            events = await asyncio.wait_for(asyncio.gather(*streams), 15)
+            code = await asyncio.to_thread(process.wait, 15)
+            return events, time.monotonic() - began, code
 
-        events, elapsed, code = asyncio.run(run())
-        assert code == 0
-        assert elapsed < 2.5, f"stopping took {elapsed:.1f} s"
-        assert all(count >= 1 for count in events)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)
+    events, elapsed, code = asyncio.run(run())
+    assert code == 0
+    assert elapsed < 2.5, f"stopping took {elapsed:.1f} s"
+    assert all(count >= 1 for count in events)
 
 
 def test_the_newest_second_is_reported_open_until_a_later_second_is_folded(redis, prefix, aggregator):

@@ -34,14 +34,14 @@ from typing import Any
 
 import httpx
 import pytest
-import redis as redis_client
 from prometheus_client.parser import text_string_to_metric_families
 from simulator import produce
 
-from ingest_harness import BROKERS, INFLUX, REDIS, IngestProcess, Names
-from test_pipeline_e2e import FullPipeline, truth_from_topic
+from ingest_harness import BROKERS, INFLUX
+from test_pipeline_e2e import pipeline, truth_from_topic  # noqa: F401 - fixture
 
-pytestmark = pytest.mark.integration
+PARTITIONS = 4  # several meters per partition, so silences become offline
+pytestmark = [pytest.mark.integration, pytest.mark.partitions(PARTITIONS)]
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARDS = REPO / "docs" / "grafana"
@@ -248,7 +248,6 @@ def test_grafana_interval_rounding_and_variable_formats():
 REGIONS = ("north", "south", "mid.west")  # the dot: variables are regex-escaped
 BUILDING_TYPES = ("residential", "commercial", "industrial", None)  # None: sent without one
 METERS = 48
-PARTITIONS = 4
 PHASE_SECONDS = 60
 OFFLINE_AFTER_S = 5  # FullPipeline's SMARTGRID_OFFLINE_AFTER
 
@@ -657,38 +656,6 @@ def test_the_promql_reader_finds_metrics_and_labels():
 
 
 # ---- the test --------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def names(stack):
-    """The test's topic (4 partitions: several meters per partition, so silences become offline),
-    database, Redis prefix and group."""
-    created = Names(partitions=PARTITIONS)
-    yield created
-    created.cleanup()
-    client = redis_client.Redis.from_url(REDIS)
-    for key in client.scan_iter(f"{created.prefix}:*", count=1000):
-        client.delete(key)
-
-
-@pytest.fixture
-def pipeline(names, tmp_path, request):
-    started: list[IngestProcess] = []
-
-    def start_ingest(**extra: str) -> IngestProcess:
-        process = IngestProcess(names.env(**extra), tmp_path / f"ingest-{len(started)}.log")
-        started.append(process)
-        return process
-
-    built = FullPipeline(names, start_ingest, tmp_path / "services")
-    yield built
-    built.stop()
-    for process in started:
-        process.stop()
-    if getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed:
-        built.dump_logs()
-        for process in started:
-            print(f"---- {process.log} ----\n{process.log.read_text()[-6000:]}")
 
 
 def test_every_panel_shows_the_known_dataset_and_uses_exposed_metrics(names, pipeline):

@@ -22,7 +22,7 @@ from redis import Redis
 from smartgrid_common.contracts import summary_stream
 
 from aggregator.alerts import ALERT_NAME
-from aggregator.testing import Reading, free_port, http_ok, make_readings, make_summaries, start_service, wait_until
+from aggregator.testing import Reading, free_port, make_readings, make_summaries, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -75,25 +75,14 @@ def receiver():
 
 
 @pytest.fixture
-def aggregator(prefix, tmp_path):
-    """Starts ``python -m aggregator`` processes (settings as keywords); their base URLs."""
-    started = []
+def alerting(aggregator):
+    """Aggregators that evaluate region alerts fast (FAST), without rollups; their base URLs."""
 
     def start(**settings: str) -> str:
-        port = free_port()
-        env = {"SMARTGRID_REDIS_PREFIX": prefix, "SMARTGRID_HTTP_PORT": str(port), "SMARTGRID_HTTP_HOST": "127.0.0.1",
-               "SMARTGRID_EMIT_ROLLUPS": "false", **FAST, **settings}
-        started.append(start_service("aggregator", env, str(tmp_path / f"aggregator-{len(started)}.log")))
-        url = f"http://127.0.0.1:{port}"
-        start.processes[url] = started[-1]
-        wait_until(lambda: http_ok(f"{url}/readyz"), 30, what="the aggregator")
-        return url
+        return aggregator(SMARTGRID_EMIT_ROLLUPS="false", **FAST, **settings)
 
-    start.processes = {}
-    yield start
-    for process in started:
-        process.terminate()
-        process.wait(10)
+    start.processes = aggregator.processes
+    return start
 
 
 def fold(redis: Redis, prefix: str, readings: list[Reading], topic: str) -> None:
@@ -129,8 +118,8 @@ def metric(url: str, sample: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
-def test_region_gauges_count_each_regions_meters_by_status(redis, prefix, aggregator):
-    url = aggregator()
+def test_region_gauges_count_each_regions_meters_by_status(redis, prefix, alerting):
+    url = alerting()
     start = int(time.time()) - 30
     readings = make_readings(meters=300, seconds=12, start=start, faulty_share=0.3, late_share=0.0)
     fold(redis, prefix, readings, topic="t")
@@ -148,13 +137,13 @@ def test_region_gauges_count_each_regions_meters_by_status(redis, prefix, aggreg
 
 
 def test_a_region_crossing_and_recovering_posts_one_firing_and_one_resolved_with_two_replicas(
-    redis, prefix, aggregator, receiver
+    redis, prefix, alerting, receiver
 ):
     hook = receiver()
     settings = {"SMARTGRID_ALERT_WEBHOOK_URL": hook.url(), "SMARTGRID_ALERT_FAULT_SHARE": "0.35",
                 "SMARTGRID_ALERT_SEVERITY": "critical"}
-    urls = [aggregator(SMARTGRID_AGGREGATOR_CONSUMER="replica-a", **settings),
-            aggregator(SMARTGRID_AGGREGATOR_CONSUMER="replica-b", **settings)]
+    urls = [alerting(SMARTGRID_AGGREGATOR_CONSUMER="replica-a", **settings),
+            alerting(SMARTGRID_AGGREGATOR_CONSUMER="replica-b", **settings)]
     now = int(time.time())
     fold(redis, prefix, fleet(now - 20, {"north": 1}), topic="calm")  # 10%: below the threshold
     wait_until(lambda: sum(metric(url, "aggregator_alert_leader") for url in urls) == 1, 10, what="one alert leader")
@@ -187,12 +176,12 @@ def test_a_region_crossing_and_recovering_posts_one_firing_and_one_resolved_with
 
 
 def test_a_killed_leaders_firing_alert_is_resolved_once_by_the_replica_that_takes_over(
-    redis, prefix, aggregator, receiver
+    redis, prefix, alerting, receiver
 ):
     hook = receiver()
     settings = {"SMARTGRID_ALERT_WEBHOOK_URL": hook.url(), "SMARTGRID_ALERT_OFFLINE_SHARE": "0.3"}
-    urls = [aggregator(SMARTGRID_AGGREGATOR_CONSUMER="replica-a", **settings),
-            aggregator(SMARTGRID_AGGREGATOR_CONSUMER="replica-b", **settings)]
+    urls = [alerting(SMARTGRID_AGGREGATOR_CONSUMER="replica-a", **settings),
+            alerting(SMARTGRID_AGGREGATOR_CONSUMER="replica-b", **settings)]
     now = int(time.time())
     storm = [r if r.region != "south" or r.meter_id >= "south-4" else
              Reading(r.meter_id, r.region, r.second, r.kwh, "offline", r.lat, r.lon) for r in fleet(now - 10, {})]
@@ -201,8 +190,8 @@ def test_a_killed_leaders_firing_alert_is_resolved_once_by_the_replica_that_take
     assert hook.bodies[0]["alerts"][0]["labels"]["region"] == "south"
     leader = next(url for url in urls if metric(url, "aggregator_alert_leader") == 1)
     survivor = next(url for url in urls if url != leader)
-    aggregator.processes[leader].kill()  # no goodbye: its lease has to expire (5 s)
-    aggregator.processes[leader].wait(10)
+    alerting.processes[leader].kill()  # no goodbye: its lease has to expire (5 s)
+    alerting.processes[leader].wait(10)
     wait_until(lambda: metric(survivor, "aggregator_alert_leader") == 1, 20, what="the other replica to take over")
     # It carries the episode on from Redis: still firing, nothing sent again.
     assert metric(survivor, 'smartgrid_region_alert_firing{region="south",status="offline"}') == 1
@@ -214,9 +203,9 @@ def test_a_killed_leaders_firing_alert_is_resolved_once_by_the_replica_that_take
     assert hook.bodies[1]["alerts"][0]["fingerprint"] == hook.bodies[0]["alerts"][0]["fingerprint"]
 
 
-def test_an_unreachable_webhook_is_retried_until_it_takes_the_notification(redis, prefix, aggregator, receiver, tmp_path):
+def test_an_unreachable_webhook_is_retried_until_it_takes_the_notification(redis, prefix, alerting, receiver, tmp_path):
     port = free_port()  # nothing listens there yet
-    url = aggregator(SMARTGRID_ALERT_WEBHOOK_URL=f"http://127.0.0.1:{port}/alerts?token=s3cr3t",
+    url = alerting(SMARTGRID_ALERT_WEBHOOK_URL=f"http://127.0.0.1:{port}/alerts?token=s3cr3t",
                      SMARTGRID_ALERT_FORMAT="slack", SMARTGRID_ALERT_FAULT_SHARE="0.3")
     fold(redis, prefix, fleet(int(time.time()) - 10, {"south": 6}), topic="t")
     wait_until(lambda: metric(url, 'aggregator_alert_notifications_total{outcome="failed"}') >= 1, 15,

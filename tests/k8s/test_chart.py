@@ -229,6 +229,27 @@ def test_a_namespaced_operator_gets_rights_only_in_its_namespaces(cluster: Clust
         cluster.helm("uninstall", release, "-n", namespace, check=False)
 
 
+def test_the_uninstall_hook_deletes_only_the_releases_consumer_before_anything_else():
+    objects = [doc for doc in yaml.safe_load_all(helm_template("--set", "consumer.enabled=true", "--set",
+               "consumer.name=grid", "--set", "consumer.uninstallTimeoutSeconds=45").stdout) if doc]
+    hooks = {o["kind"]: o for o in objects if o["metadata"].get("annotations", {}).get("helm.sh/hook") == "pre-delete"}
+    assert set(hooks) == {"ServiceAccount", "Role", "RoleBinding", "Job"}
+    weights = {kind: int(o["metadata"]["annotations"]["helm.sh/hook-weight"]) for kind, o in hooks.items()}
+    assert max(weights[k] for k in ("ServiceAccount", "Role", "RoleBinding")) < weights["Job"]
+    assert all("hook-succeeded" in o["metadata"]["annotations"]["helm.sh/hook-delete-policy"] for o in hooks.values())
+    assert hooks["Role"]["rules"] == [{"apiGroups": ["smartgrid.io"], "resources": ["smartgridconsumers"],
+                                       "resourceNames": ["grid"], "verbs": ["get", "delete", "patch"]}]
+    pod = hooks["Job"]["spec"]["template"]["spec"]
+    operator = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("-operator"))
+    assert pod["containers"][0]["image"] == operator["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert pod["containers"][0]["args"] == ["delete-consumer", "sg", "grid", "--timeout=45"]
+    assert pod["serviceAccountName"] == hooks["ServiceAccount"]["metadata"]["name"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    # Without a consumer of its own the release has nothing to delete first.
+    plain = [doc for doc in yaml.safe_load_all(helm_template().stdout) if doc]
+    assert not [o for o in plain if o["metadata"].get("annotations", {}).get("helm.sh/hook") == "pre-delete"]
+
+
 # ---- Grafana dashboards: ConfigMaps for the Grafana sidecar ---------------------------------------
 # `helm template` needs only the helm binary, not the control plane.
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 from typing import Any
 
 import pytest
@@ -172,6 +175,70 @@ def test_deleting_the_consumer_removes_everything_it_owned(cluster, namespace, o
     assert cluster.get("sgc", "doomed", namespace) is None
     wait_for(lambda: cluster.names(kinds, namespace, selector) == [], 60, "owned objects to be gone")
     wait_for(lambda: cluster.names("pods", namespace, "smartgrid.io/consumer=doomed") == [], 60, "pods to be gone")
+
+
+# ------------------------------------------------------------- helm uninstall's pre-delete hook
+
+
+def delete_consumer_hook(cluster: Cluster, namespace: str, name: str, timeout: float) -> subprocess.CompletedProcess:
+    """What the chart's pre-delete hook Job runs (its image's entrypoint is python -m smartgrid_operator)."""
+    return subprocess.run(
+        [sys.executable, "-m", "smartgrid_operator", "delete-consumer", namespace, name, f"--timeout={timeout}"],
+        env=cluster.env, capture_output=True, text=True, timeout=timeout + 60,
+    )
+
+
+def hook_messages(result: subprocess.CompletedProcess) -> list[str]:
+    return [json.loads(line)["msg"] for line in result.stdout.splitlines() if line.startswith("{")]
+
+
+def test_the_uninstall_hook_deletes_the_consumer_while_the_operator_releases_it(cluster, namespace, operator):
+    cluster.apply(consumer("grid", namespace, kafka={"partitions": 8}))
+    wait_for(lambda: statefulset_replicas(cluster, "grid", namespace, 1), 60, "the StatefulSet")
+    wait_for(lambda: "smartgrid.io/finalizer" in cluster.get("sgc", "grid", namespace)["metadata"].get("finalizers", []),
+             30, "the operator's finalizer")
+
+    result = delete_consumer_hook(cluster, namespace, "grid", timeout=60)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "consumer {}/grid: gone".format(namespace) in hook_messages(result)
+    assert cluster.get("sgc", "grid", namespace) is None
+    selector = OWNED_SELECTOR.format(name="grid")
+    wait_for(lambda: cluster.names("statefulsets,deployments,services,configmaps", namespace, selector) == [], 60,
+             "owned objects to be gone")
+    # Run again (a retried uninstall): nothing to do, still a success.
+    again = delete_consumer_hook(cluster, namespace, "grid", timeout=5)
+    assert again.returncode == 0 and f"consumer {namespace}/grid: absent, nothing to delete" in hook_messages(again)
+
+
+def test_without_an_operator_the_uninstall_hook_removes_the_finalizer_after_its_timeout(cluster, namespace):
+    body = consumer("orphan", namespace)
+    # What a stopped operator leaves: its finalizer, and another one that is not ours to remove.
+    body["metadata"]["finalizers"] = ["smartgrid.io/finalizer"]
+    cluster.apply(body)
+    started = time.monotonic()
+
+    result = delete_consumer_hook(cluster, namespace, "orphan", timeout=3)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert time.monotonic() - started >= 3
+    assert any("no operator removed its finalizer within 3 s" in m for m in hook_messages(result)), result.stdout
+    assert cluster.get("sgc", "orphan", namespace) is None
+
+
+def test_the_uninstall_hook_never_removes_a_finalizer_that_is_not_the_operators(cluster, namespace):
+    body = consumer("held", namespace)
+    body["metadata"]["finalizers"] = ["smartgrid.io/finalizer", "example.com/backup"]
+    cluster.apply(body)
+    try:
+        result = delete_consumer_hook(cluster, namespace, "held", timeout=2)
+        assert result.returncode == 1
+        stored = cluster.get("sgc", "held", namespace)
+        assert stored["metadata"]["finalizers"] == ["example.com/backup"]
+        assert any("held by the finalizers ['example.com/backup']" in m for m in hook_messages(result)), result.stdout
+    finally:
+        cluster.kubectl("patch", "sgc", "held", "-n", namespace, "--type=merge", "-p", '{"metadata":{"finalizers":null}}',
+                        check=False)
 
 
 # ----------------------------------------------------------------------------- only what it owns

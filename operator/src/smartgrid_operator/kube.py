@@ -25,6 +25,8 @@ _RESOURCES = {
     "PodDisruptionBudget": ("/apis/policy/v1", "poddisruptionbudgets"),
 }
 OWNED_KINDS = tuple(_RESOURCES)
+CONSUMER = "SmartGridConsumer"
+_RESOURCES[CONSUMER] = ("/apis/smartgrid.io/v1alpha1", "smartgridconsumers")
 
 
 @functools.cache
@@ -120,6 +122,26 @@ def delete(kind: str, namespace: str, name: str, uid: str) -> bool:
         _request("DELETE", _path(kind, namespace, name), body=options)
     except KubeError as error:
         if error.status in (404, 409):
+            return False
+        raise
+    return True
+
+
+def remove_finalizer(kind: str, namespace: str, name: str, finalizer: str) -> bool:
+    """Take ``finalizer`` off the object (the others stay); False when the object is gone or
+    does not hold it. A JSON patch tested against the list it read: a concurrent change fails it."""
+    obj = get(kind, namespace, name)
+    finalizers = (obj or {}).get("metadata", {}).get("finalizers") or []
+    if finalizer not in finalizers:
+        return False
+    patch = [
+        {"op": "test", "path": "/metadata/finalizers", "value": finalizers},
+        {"op": "replace", "path": "/metadata/finalizers", "value": [f for f in finalizers if f != finalizer]},
+    ]
+    try:
+        _request("PATCH", _path(kind, namespace, name), body=json.dumps(patch), content_type="application/json-patch+json")
+    except KubeError as error:
+        if error.status in (404, 409, 422):
             return False
         raise
     return True

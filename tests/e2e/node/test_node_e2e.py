@@ -5,8 +5,8 @@ containers show: the operator's pod runs, ingest pods consume from Kafka, points
 /api/live answers, the writer writes aggregates; probes pass; the containers run as uid 10001 on
 a read-only root with their limits in their cgroups; `helm test` pods run on the kubelet; the
 topic grows from 32 to 48 partitions and 6 replicas consume every partition, each exactly once; a
-pod killed mid-stream loses nothing; the documented uninstall (consumers, then `helm uninstall`)
-removes everything owned.
+pod killed mid-stream loses nothing; a plain `helm uninstall` (its pre-delete hook deletes the
+consumer while the operator runs) removes everything owned.
 
 Skips (one line) when the control plane has no real node or the dependencies' stand-in images
 (helm/smartgrid/ci/local-deps-values.yaml) are missing.
@@ -126,9 +126,8 @@ def _diagnostics_on_failure(request: pytest.FixtureRequest, kubectl) -> Iterator
 
 
 def uninstall(cluster: Cluster, check: bool = True) -> None:
-    """docs/kubernetes.md, Uninstall: the consumers first, while the operator runs and removes its
-    finalizer (a plain `helm uninstall` deletes the operator with them and leaves them stuck)."""
-    cluster.kubectl("-n", NAMESPACE, "delete", "sgc", "--all", "--timeout=120s", check=check, timeout=150)
+    """docs/kubernetes.md, Uninstall: a plain `helm uninstall`. Its pre-delete hook deletes the
+    release's consumer while the operator still runs and removes the consumer's finalizer."""
     cluster.helm("uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout", "180s", check=check, timeout=240)
 
 
@@ -341,7 +340,7 @@ def test_the_product_pods_logged_no_unexpected_error(release, kubectl):
     assert checks.unexpected_log_lines(kubectl, EXPECTED_LOG_LINES) == {}
 
 
-def test_the_documented_uninstall_removes_everything_owned(release, cluster: Cluster, kubectl):
+def test_a_plain_helm_uninstall_removes_everything_owned(release, cluster: Cluster, kubectl):
     uninstall(cluster)
 
     def left() -> list[str]:
