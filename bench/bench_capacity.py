@@ -48,6 +48,7 @@ PARTITIONS = 32
 SUSTAINED_SHARE = 0.95
 PIPELINE = ("ingest", "aggregator", "writer", "redis-server", "influxd", "kafka broker (JVM)")
 APART = ("load generator (simulator)", "this script")
+INGEST_SUPERVISOR = "  of which its HTTP process"  # the supervisor (API, stats, metrics); the rest: its workers
 
 
 def rate_arg(text: str) -> int:
@@ -105,6 +106,7 @@ def run(rate: int, seconds: float, warmup: float, meters: int, workers: int) -> 
 
         groups = {
             "ingest": (one(ingest.process.pid), True),
+            INGEST_SUPERVISOR: (one(ingest.process.pid), False),
             "aggregator": (one(services["aggregator"].pid), True),
             "writer": (one(services["writer"].pid), True),
             **{role: (process, False) for role, process in servers.items()},
@@ -173,6 +175,8 @@ def run(rate: int, seconds: float, warmup: float, meters: int, workers: int) -> 
 
         for name in PIPELINE:
             line(name, cpu[name], account.processes(name))
+            if name == "ingest":
+                line(INGEST_SUPERVISOR, cpu[INGEST_SUPERVISOR])
         line("pipeline total", pipeline_total)
         print("  shown apart:")
         for name in APART:

@@ -55,6 +55,8 @@ def test_ctrl_c_stops_the_services_and_leaves_a_stack_it_did_not_start(service_l
     process = subprocess.Popen(
         [sys.executable, "scripts/run-local", "--no-simulator", "--dashboard-port", str(port)],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        # As a shell without job control starts `cmd &` (a CI script): SIGINT ignored. Ctrl-C still stops it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
     lines = []
     try:
