@@ -139,7 +139,7 @@ def remove_finalizer(kind: str, namespace: str, name: str, finalizer: str) -> bo
         {"op": "replace", "path": "/metadata/finalizers", "value": [f for f in finalizers if f != finalizer]},
     ]
     try:
-        _request("PATCH", _path(kind, namespace, name), body=json.dumps(patch), content_type="application/json-patch+json")
+        _request("PATCH", _path(kind, namespace, name), body=patch, content_type="application/json-patch+json")
     except KubeError as error:
         if error.status in (404, 409, 422):
             return False
