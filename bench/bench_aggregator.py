@@ -28,6 +28,7 @@ from smartgrid_common.contracts import Summary
 from aggregator.fold import FoldConfig, source_of
 from aggregator.store import LiveStore
 from aggregator.testing import make_readings, make_summaries
+from aggregator.worker import fold_chunks
 
 
 async def fold_rate(redis: Redis, summaries, group: int, merged: bool = False) -> float:
@@ -58,14 +59,19 @@ async def aggregator_path(redis: Redis, payloads: list[bytes], read: int, warmup
     The first ``warmup`` summaries are folded first, untimed (every meter's first appearance)."""
     prefix = f"bench-agg-{uuid.uuid4().hex[:8]}"
     store = LiveStore(redis, prefix, FoldConfig(live_ttl=86400, region_ttl=3600, late_ttl=300))
+
+    async def fold(summaries) -> None:
+        # As the aggregator splits a read: by summaries and by meter updates (worker.fold_chunks).
+        ordered = sorted(((b"", s) for s in summaries), key=lambda item: (source_of(item[1]), item[1].first_offset))
+        for part in fold_chunks(ordered, read, FOLD_METERS):
+            if not await store.fold_merged([summary for _, summary in part]):
+                raise RuntimeError("a merged fold was refused: the benchmark's summaries do not chain")
+
     if warmup:
-        await store.fold_merged([Summary.from_json(data) for data in payloads[:warmup]])
+        await fold(Summary.from_json(data) for data in payloads[:warmup])
     began = time.perf_counter()
     for start in range(warmup, len(payloads), read):
-        chunk = sorted((Summary.from_json(data) for data in payloads[start : start + read]),
-                       key=lambda s: (source_of(s), s.first_offset))
-        if not await store.fold_merged(chunk):
-            raise RuntimeError("a merged fold was refused: the benchmark's summaries do not chain")
+        await fold(Summary.from_json(data) for data in payloads[start : start + read])
     elapsed = time.perf_counter() - began
     keys = [key async for key in redis.scan_iter(f"{prefix}:*", count=1000)]
     for start in range(0, len(keys), 500):
@@ -108,6 +114,7 @@ async def scale(redis_url: str, meters: int = 100_000, regions: int = 20, partit
 
 GROUPS = (1, 5, 20)  # summaries per EVALSHA; 20 is SMARTGRID_AGGREGATOR_FOLD_GROUP's default
 MERGED = 100  # summaries per merged fold: SMARTGRID_AGGREGATOR_BATCH's default (one read)
+FOLD_METERS = 10_000  # meter updates per fold at most: SMARTGRID_AGGREGATOR_FOLD_METERS's default
 
 
 async def measure(meters: int = 2000, seconds: int = 30, partitions: int = 8, batch: int = 1000,

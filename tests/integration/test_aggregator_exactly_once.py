@@ -42,6 +42,7 @@ def aggregator_env(prefix: str, port: int, consumer: str) -> dict[str, str]:
         "SMARTGRID_AGGREGATOR_CONSUMER": consumer,
         "SMARTGRID_AGGREGATOR_BATCH": "20",
         "SMARTGRID_AGGREGATOR_FOLD_GROUP": "5",
+        "SMARTGRID_AGGREGATOR_FOLD_METERS": "50",  # reads split by meter updates too
         "SMARTGRID_AGGREGATOR_CLAIM_IDLE": "2s",
         "SMARTGRID_EMIT_INTERVAL": "200ms",
     }

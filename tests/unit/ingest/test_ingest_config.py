@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from ingest.assignment import format_ranges, parse_partition_list, partitions_per_replica, replica_range, split_among_workers
 from ingest.settings import IngestSettings
-from ingest.supervisor import plan_partitions
+from ingest.topics import plan_partitions
 from smartgrid_common.settings import ConfigError, load_settings, parse_duration
 
 

@@ -51,6 +51,11 @@ class AggregatorSettings(ServiceSettings, RedisSettings, EventTimeSettings):
     batch: int = env("SMARTGRID_AGGREGATOR_BATCH", 100, gt=0)
     # Summaries folded per EVALSHA (each still checked against its own watermark).
     fold_group: int = env("SMARTGRID_AGGREGATOR_FOLD_GROUP", 20, gt=0)
+    # Most meter updates in one EVALSHA (a summary with more goes alone). Each costs a few Redis
+    # calls inside the script; when ingest starts on many meters every one of them is new, and
+    # one script over a read of them held Redis for seconds (past lua-time-limit, 5 s, Redis
+    # answers BUSY to every other client).
+    fold_meters: int = env("SMARTGRID_AGGREGATOR_FOLD_METERS", 10000, gt=0)
     # Longest XREADGROUP blocks waiting for new summaries.
     block: Duration = env("SMARTGRID_AGGREGATOR_BLOCK", 0.5)
     # A pending summary idle this long (its replica presumably died) is claimed by another one.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from redis.asyncio import Redis
@@ -50,6 +51,22 @@ class Metrics:
             registry=registry,
         )
         self.errors = Counter("aggregator_redis_errors_total", "Failed Redis round trips", registry=registry)
+
+
+def fold_chunks(items: list[tuple[bytes, Summary]], most: int, most_meters: int) -> Iterator[list[tuple[bytes, Summary]]]:
+    """``items`` in order, in runs of at most ``most`` summaries and ``most_meters`` meter updates
+    (a summary with more goes alone): one script call each, none holding Redis for long."""
+    chunk: list[tuple[bytes, Summary]] = []
+    meters = 0
+    for item in items:
+        count = len(item[1].meters)
+        if chunk and (len(chunk) >= most or meters + count > most_meters):
+            yield chunk
+            chunk, meters = [], 0
+        chunk.append(item)
+        meters += count
+    if chunk:
+        yield chunk
 
 
 class Aggregator:
@@ -138,8 +155,7 @@ class Aggregator:
         ordered = sorted(items.items(), key=lambda kv: (source_of(kv[1]), kv[1].first_offset))
         settled: list[bytes] = []
         waiting: dict[bytes, Summary] = {}
-        for start in range(0, len(ordered), self.settings.batch):
-            chunk = ordered[start : start + self.settings.batch]
+        for chunk in fold_chunks(ordered, self.settings.batch, self.settings.fold_meters):
             if len(chunk) > 1:
                 began = time.perf_counter()
                 merged = await self.store.fold_merged([summary for _, summary in chunk])
@@ -157,9 +173,7 @@ class Aggregator:
         await self.reader.touch(list(waiting))
 
     async def _fold_one_by_one(self, chunk, settled: list[bytes], waiting: dict[bytes, Summary]) -> None:
-        size = self.settings.fold_group
-        for start in range(0, len(chunk), size):
-            group = chunk[start : start + size]
+        for group in fold_chunks(chunk, self.settings.fold_group, self.settings.fold_meters):
             began = time.perf_counter()
             outcomes = await self.store.fold([summary for _, summary in group])
             self.metrics.fold_seconds.observe(time.perf_counter() - began)

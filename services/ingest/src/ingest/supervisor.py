@@ -2,32 +2,22 @@
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import multiprocessing
 import os
 import queue
-import signal
-import sys
 import threading
 import time
 from collections.abc import Callable
 
-from confluent_kafka import Consumer
 from smartgrid_common.backoff import Backoff, influx_backoff
 from smartgrid_common.influx import InfluxClient, InfluxUnavailable
-from smartgrid_common.logs import setup_logging
-from smartgrid_common.settings import load_settings
 
-from .assignment import (
-    format_ranges,
-    parse_partition_list,
-    partitions_per_replica,
-    replica_range,
-    split_among_workers,
-)
+from .assignment import format_ranges, split_among_workers
 from .settings import IngestSettings
-from .stats import WorkersCollector, WorkerStats
+from .stats import WorkersCollector
+from .topics import ensure_dead_letter_topic, plan_partitions, topic_partition_count
+from .worker_process import worker_main
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +26,6 @@ _context = multiprocessing.get_context("spawn")
 HARD_STOP_GRACE = 5.0
 """Seconds workers get to end after a hard stop (the shutdown timeout passed) before they are
 killed. A pod's terminationGracePeriodSeconds must cover SMARTGRID_SHUTDOWN_TIMEOUT plus this."""
-
-_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 class RestartBackoff:
@@ -61,129 +49,12 @@ class RestartBackoff:
         return self.backoff.next()
 
 
-def plan_partitions(settings: IngestSettings, partition_count: int | None) -> list[int]:
-    """This replica's partitions: SMARTGRID_PARTITIONS, else its static range of the topic."""
-    if settings.partitions:
-        return parse_partition_list(settings.partitions)
-    assert partition_count is not None
-    per_replica = settings.partitions_per_replica or partitions_per_replica(
-        settings.kafka_consumer_count, partition_count
-    )
-    return replica_range(settings.replica, per_replica, partition_count)
-
-
-def topic_partition_count(settings: IngestSettings, timeout: float = 10.0) -> int | None:
-    """Partitions of KAFKA_TOPIC, or None when Kafka does not answer or the topic is missing."""
-    consumer = Consumer({"bootstrap.servers": settings.kafka_brokers, "group.id": settings.kafka_group_id, **settings.kafka_security()})
-    try:
-        metadata = consumer.list_topics(settings.kafka_topic, timeout=timeout)
-        topic = metadata.topics.get(settings.kafka_topic)
-        if topic is None or topic.error is not None or not topic.partitions:
-            return None
-        return len(topic.partitions)
-    except Exception as error:  # noqa: BLE001 - any client error means "not reachable yet"
-        log.warning("kafka metadata unavailable", extra={"error": str(error)})
-        return None
-    finally:
-        consumer.close()
-
-
-def ensure_dead_letter_topic(settings: IngestSettings, partition_count: int | None) -> str | None:
-    """Create the dead-letter topic when it is missing; returns an error message, or None when it exists."""
-    from confluent_kafka.admin import AdminClient, NewTopic
-
-    admin = AdminClient({"bootstrap.servers": settings.kafka_brokers, **settings.kafka_security()})
-    topic = settings.dead_letter_topic
-    try:
-        if topic in admin.list_topics(timeout=10).topics:
-            return None
-        partitions = max(1, min(partition_count or 1, 8))
-        future = admin.create_topics([NewTopic(topic, num_partitions=partitions)])[topic]
-        future.result(timeout=30)
-        log.info("dead-letter topic created", extra={"topic": topic, "partitions": partitions})
-        return None
-    except Exception as error:  # noqa: BLE001 - reported as not-ready with what to do
-        if "TOPIC_ALREADY_EXISTS" in str(error):
-            return None
-        return (
-            f"dead-letter topic {topic} is missing and could not be created ({error}): "
-            "create it, or set SMARTGRID_DLQ_TOPIC to an existing topic"
-        )
-
-
-def exit_with_parent(parent_pid: int) -> None:
-    """Have the kernel SIGKILL this process when its parent dies (Linux ``PR_SET_PDEATHSIG``).
-
-    A worker whose supervisor was killed (``kill -9``, the OOM killer) must not run on as an
-    orphan, consuming and writing next to the workers of a restarted ingest. Its uncommitted
-    records are replayed by the next owner, so a hard exit loses nothing. The signal comes when
-    the *thread* that started the worker ends, which is why the supervisor thread outlives its
-    workers. Where prctl is missing (not Linux), a thread polls the parent id instead.
-    """
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-    except (AttributeError, OSError) as error:
-        log.warning("no parent-death signal; watching the parent process instead", extra={"error": str(error)})
-        threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True, name="parent-watch").start()
-    # The parent may have died before prctl: then no signal will come.
-    if os.getppid() != parent_pid:
-        _parent_gone(parent_pid)
-
-
-def _watch_parent(parent_pid: int) -> None:
-    while os.getppid() == parent_pid:
-        time.sleep(0.5)
-    _parent_gone(parent_pid)
-
-
-def _parent_gone(parent_pid: int) -> None:
-    log.error("parent process %s is gone: worker exiting, its uncommitted records will be replayed", parent_pid)
-    sys.stdout.flush()
-    os._exit(70)
-
-
-def worker_main(worker: int, partitions: list[int] | None, reports, stop, hard_stop, parent_pid: int) -> None:
-    """Entry point of a worker process."""
-    from .pipeline import Worker  # imported here: only worker processes load the Kafka pipeline
-
-    settings = load_settings(IngestSettings)
-    setup_logging("ingest", settings.log_level)
-    exit_with_parent(parent_pid)
-    # The HTTP process decides when to stop (Ctrl-C reaches the whole process group).
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    local_stop, local_hard_stop = threading.Event(), threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: local_stop.set())
-    stats = WorkerStats(worker)
-
-    def report() -> None:
-        # Mirror the supervisor's process-shared events into thread events. Only is_set() is used
-        # on the shared ones: waiting on them from a process that may die wedges Event.set().
-        while not local_hard_stop.is_set():
-            if stop.is_set():
-                local_stop.set()
-            if hard_stop.is_set():
-                local_stop.set()
-                local_hard_stop.set()
-            reports.put(stats.snapshot())
-            time.sleep(0.5)
-
-    threading.Thread(target=report, daemon=True, name="report").start()
-    log.info(
-        "worker started",
-        extra={"worker": worker, "partitions": format_ranges(partitions) if partitions is not None else "group"},
-    )
-    Worker(settings, partitions, stats, local_stop, local_hard_stop).run()
-    reports.put(stats.snapshot())
-
-
 class Supervisor:
     """Plans partitions, runs and restarts workers, aggregates their stats and readiness.
 
     One thread (the supervisor thread) owns the worker processes from start to end: it starts
     them, restarts crashed ones with :class:`RestartBackoff`, re-plans, and on :meth:`stop`
-    drains them. Workers die with the thread that started them (:func:`exit_with_parent`), so it
+    drains them. Workers die with the thread that started them (:func:`.worker_process.exit_with_parent`), so it
     ends only after they have.
     """
 
