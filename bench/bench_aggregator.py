@@ -8,10 +8,13 @@ whole read (the path the aggregator takes when every summary continues its parti
 ``--scale`` measures the aggregator's whole path per read (JSON parse, merge, one EVALSHA) at the
 shape of 1M readings/s: 32 partitions, summaries of 250 ms (7,812 readings each), 100k meters, 20
 regions; today's summaries (version 2: new-meter counts per bucket) next to the previous ones
-(version 1: the bucket's meter ids, a Redis set insert per reading), in one run. Run on purpose:
+(version 1: the bucket's meter ids, a Redis set insert per reading), in one run. ``--start``: the
+longest script call when 100k meters are new at once, one call against the aggregator's split.
+Run on purpose:
 
     scripts/uv run python bench/bench_aggregator.py [--meters 2000] [--seconds 30] [--batch 1000]
     scripts/uv run python bench/bench_aggregator.py --scale
+    scripts/uv run python bench/bench_aggregator.py --start
 """
 
 from __future__ import annotations
@@ -112,6 +115,36 @@ async def scale(redis_url: str, meters: int = 100_000, regions: int = 20, partit
     return out
 
 
+async def start(redis_url: str, meters: int = 100_000, partitions: int = 32, batch: int = 7_812) -> dict:
+    """The longest script call when ingest starts on ``meters`` meters, every one of them new in
+    the partitions' first summaries: one merged call (as before) against calls of at most
+    FOLD_METERS meter updates (as the aggregator splits a read now)."""
+    readings = make_readings(meters, 20, int(time.time()) - 20, seed=1, regions=20, faulty_share=0.01)
+    first = sorted(make_summaries(readings, partitions, batch)[:partitions], key=lambda s: (source_of(s), s.first_offset))
+    print(f"the first summary of each of {partitions} partitions: {sum(len(s.meters) for s in first):,} meter updates")
+    redis = Redis.from_url(redis_url)
+    out: dict = {}
+    try:
+        for label, most_meters in (("one call", 10**12), (f"calls of <= {FOLD_METERS:,} updates", FOLD_METERS)):
+            prefix = f"bench-agg-{uuid.uuid4().hex[:8]}"
+            store = LiveStore(redis, prefix, FoldConfig(live_ttl=86400, region_ttl=3600, late_ttl=300))
+            calls = []
+            for part in fold_chunks([(b"", s) for s in first], MERGED, most_meters):
+                began = time.perf_counter()
+                if not await store.fold_merged([summary for _, summary in part]):
+                    raise RuntimeError("a merged fold was refused: the benchmark's summaries do not chain")
+                calls.append(time.perf_counter() - began)
+            out[label] = max(calls)
+            print(f"  {label:<30} {len(calls):>3} calls  longest {max(calls) * 1000:7.0f} ms  all {sum(calls) * 1000:7.0f} ms")
+            keys = [key async for key in redis.scan_iter(f"{prefix}:*", count=1000)]
+            for chunk in range(0, len(keys), 500):
+                await redis.delete(*keys[chunk : chunk + 500])
+    finally:
+        await redis.aclose()
+    print("  (Redis answers every other client BUSY while a script runs past lua-time-limit, 5 s)")
+    return out
+
+
 GROUPS = (1, 5, 20)  # summaries per EVALSHA; 20 is SMARTGRID_AGGREGATOR_FOLD_GROUP's default
 MERGED = 100  # summaries per merged fold: SMARTGRID_AGGREGATOR_BATCH's default (one read)
 FOLD_METERS = 10_000  # meter updates per fold at most: SMARTGRID_AGGREGATOR_FOLD_METERS's default
@@ -163,9 +196,12 @@ async def main() -> None:
     parser.add_argument("--batch", type=int, default=1000, help="readings per summary (one ingest batch)")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--scale", action="store_true", help="the aggregator's path at the shape of 1M readings/s")
+    parser.add_argument("--start", action="store_true", help="the longest script call when 100k meters are new at once")
     args = parser.parse_args()
     if args.scale:
         await scale(args.redis)
+    elif args.start:
+        await start(args.redis)
     else:
         await measure(args.meters, args.seconds, args.partitions, args.batch, args.redis)
 
