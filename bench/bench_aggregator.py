@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import time
 import uuid
+from collections.abc import Iterable
 
 from redis.asyncio import Redis
 
@@ -34,12 +35,22 @@ from aggregator.testing import make_readings, make_summaries
 from aggregator.worker import fold_chunks
 
 
+async def drop_prefix(redis: Redis, prefix: str) -> None:
+    keys = [key async for key in redis.scan_iter(f"{prefix}:*", count=1000)]
+    for start in range(0, len(keys), 500):
+        await redis.delete(*keys[start : start + 500])
+
+
+def fresh_store(redis: Redis) -> tuple[LiveStore, str]:
+    prefix = f"bench-agg-{uuid.uuid4().hex[:8]}"
+    return LiveStore(redis, prefix, FoldConfig(live_ttl=86400, region_ttl=3600, late_ttl=300)), prefix
+
+
 async def fold_rate(redis: Redis, summaries, group: int, merged: bool = False) -> float:
     """Seconds to fold every summary, ``group`` per EVALSHA, under a fresh prefix. ``merged``: each
     group folded as one merged block, sorted by (partition, offset) like the aggregator does with
     each read (``SMARTGRID_AGGREGATOR_BATCH`` summaries)."""
-    prefix = f"bench-agg-{uuid.uuid4().hex[:8]}"
-    store = LiveStore(redis, prefix, FoldConfig(live_ttl=86400, region_ttl=3600, late_ttl=300))
+    store, prefix = fresh_store(redis)
     began = time.perf_counter()
     for start in range(0, len(summaries), group):
         chunk = summaries[start : start + group]
@@ -50,35 +61,35 @@ async def fold_rate(redis: Redis, summaries, group: int, merged: bool = False) -
         else:
             await store.fold(chunk)
     elapsed = time.perf_counter() - began
-    keys = [key async for key in redis.scan_iter(f"{prefix}:*", count=1000)]
-    for start in range(0, len(keys), 500):
-        await redis.delete(*keys[start : start + 500])
+    await drop_prefix(redis, prefix)
     return elapsed
+
+
+async def fold_read(store: LiveStore, summaries: Iterable[Summary], read: int, most_meters: int) -> list[float]:
+    """Fold one read the way the aggregator splits it (worker.fold_chunks: by summaries and by
+    meter updates), each part one merged EVALSHA; the seconds each call took."""
+    ordered = sorted(((b"", s) for s in summaries), key=lambda item: (source_of(item[1]), item[1].first_offset))
+    calls = []
+    for part in fold_chunks(ordered, read, most_meters):
+        began = time.perf_counter()
+        if not await store.fold_merged([summary for _, summary in part]):
+            raise RuntimeError("a merged fold was refused: the benchmark's summaries do not chain")
+        calls.append(time.perf_counter() - began)
+    return calls
 
 
 async def aggregator_path(redis: Redis, payloads: list[bytes], read: int, warmup: int = 0) -> float:
     """Seconds the aggregator's fold path takes over ``payloads`` (summary JSON as the stream holds
-    it), ``read`` per read: parse, order by (partition, offset), one merged EVALSHA; fresh prefix.
+    it), ``read`` per read: parse, order by (partition, offset), merged EVALSHAs; fresh prefix.
     The first ``warmup`` summaries are folded first, untimed (every meter's first appearance)."""
-    prefix = f"bench-agg-{uuid.uuid4().hex[:8]}"
-    store = LiveStore(redis, prefix, FoldConfig(live_ttl=86400, region_ttl=3600, late_ttl=300))
-
-    async def fold(summaries) -> None:
-        # As the aggregator splits a read: by summaries and by meter updates (worker.fold_chunks).
-        ordered = sorted(((b"", s) for s in summaries), key=lambda item: (source_of(item[1]), item[1].first_offset))
-        for part in fold_chunks(ordered, read, FOLD_METERS):
-            if not await store.fold_merged([summary for _, summary in part]):
-                raise RuntimeError("a merged fold was refused: the benchmark's summaries do not chain")
-
+    store, prefix = fresh_store(redis)
     if warmup:
-        await fold(Summary.from_json(data) for data in payloads[:warmup])
+        await fold_read(store, (Summary.from_json(data) for data in payloads[:warmup]), read, FOLD_METERS)
     began = time.perf_counter()
     for start in range(warmup, len(payloads), read):
-        await fold(Summary.from_json(data) for data in payloads[start : start + read])
+        await fold_read(store, (Summary.from_json(data) for data in payloads[start : start + read]), read, FOLD_METERS)
     elapsed = time.perf_counter() - began
-    keys = [key async for key in redis.scan_iter(f"{prefix}:*", count=1000)]
-    for start in range(0, len(keys), 500):
-        await redis.delete(*keys[start : start + 500])
+    await drop_prefix(redis, prefix)
     return elapsed
 
 
@@ -120,25 +131,17 @@ async def start(redis_url: str, meters: int = 100_000, partitions: int = 32, bat
     the partitions' first summaries: one merged call (as before) against calls of at most
     FOLD_METERS meter updates (as the aggregator splits a read now)."""
     readings = make_readings(meters, 20, int(time.time()) - 20, seed=1, regions=20, faulty_share=0.01)
-    first = sorted(make_summaries(readings, partitions, batch)[:partitions], key=lambda s: (source_of(s), s.first_offset))
+    first = make_summaries(readings, partitions, batch)[:partitions]
     print(f"the first summary of each of {partitions} partitions: {sum(len(s.meters) for s in first):,} meter updates")
     redis = Redis.from_url(redis_url)
     out: dict = {}
     try:
         for label, most_meters in (("one call", 10**12), (f"calls of <= {FOLD_METERS:,} updates", FOLD_METERS)):
-            prefix = f"bench-agg-{uuid.uuid4().hex[:8]}"
-            store = LiveStore(redis, prefix, FoldConfig(live_ttl=86400, region_ttl=3600, late_ttl=300))
-            calls = []
-            for part in fold_chunks([(b"", s) for s in first], MERGED, most_meters):
-                began = time.perf_counter()
-                if not await store.fold_merged([summary for _, summary in part]):
-                    raise RuntimeError("a merged fold was refused: the benchmark's summaries do not chain")
-                calls.append(time.perf_counter() - began)
+            store, prefix = fresh_store(redis)
+            calls = await fold_read(store, first, MERGED, most_meters)
             out[label] = max(calls)
             print(f"  {label:<30} {len(calls):>3} calls  longest {max(calls) * 1000:7.0f} ms  all {sum(calls) * 1000:7.0f} ms")
-            keys = [key async for key in redis.scan_iter(f"{prefix}:*", count=1000)]
-            for chunk in range(0, len(keys), 500):
-                await redis.delete(*keys[chunk : chunk + 500])
+            await drop_prefix(redis, prefix)
     finally:
         await redis.aclose()
     print("  (Redis answers every other client BUSY while a script runs past lua-time-limit, 5 s)")

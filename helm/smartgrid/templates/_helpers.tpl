@@ -139,3 +139,13 @@ capabilities:
 seccompProfile:
   type: RuntimeDefault
 {{- end }}
+
+{{/*
+Annotations of a pre-delete hook object; the argument is its weight (objects it needs go first).
+Deleted before it is made again and once it succeeded.
+*/}}
+{{- define "smartgrid.preDeleteHook" -}}
+helm.sh/hook: pre-delete
+helm.sh/hook-weight: {{ . | quote }}
+helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
+{{- end }}

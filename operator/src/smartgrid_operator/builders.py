@@ -19,6 +19,8 @@ from smartgrid_common.settings import parse_duration
 GROUP = "smartgrid.io"
 VERSION = "v1alpha1"
 PLURAL = "smartgridconsumers"
+# The operator's finalizer on every consumer (kopf's persistence setting; the uninstall hook's too).
+FINALIZER = f"{GROUP}/finalizer"
 KIND = "SmartGridConsumer"
 
 CONFIG_HASH_ANNOTATION = f"{GROUP}/config-hash"

@@ -28,7 +28,7 @@ KAFKA_TIMEOUT_SECONDS = float(os.environ.get("SMARTGRID_OPERATOR_KAFKA_TIMEOUT",
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     """Operator-wide settings; each says why it differs from kopf's default."""
     # Named after our API group, so `kubectl get sgc -o yaml` tells who holds a deleting object.
-    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.persistence.finalizer = builders.FINALIZER
     # Our status has a schema (kopf's own status.kopf field would be pruned): keep kopf's
     # bookkeeping in annotations under our group instead.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)

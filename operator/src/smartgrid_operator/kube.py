@@ -12,7 +12,7 @@ from typing import Any
 import kubernetes
 from kubernetes.client import ApiClient
 
-from smartgrid_operator.builders import is_owned_by
+from smartgrid_operator.builders import GROUP, PLURAL, VERSION, is_owned_by
 
 FIELD_MANAGER = "smartgrid-operator"
 
@@ -26,7 +26,7 @@ _RESOURCES = {
 }
 OWNED_KINDS = tuple(_RESOURCES)
 CONSUMER = "SmartGridConsumer"
-_RESOURCES[CONSUMER] = ("/apis/smartgrid.io/v1alpha1", "smartgridconsumers")
+_RESOURCES |= {CONSUMER: (f"/apis/{GROUP}/{VERSION}", PLURAL)}  # the custom resource itself, owned by no one
 
 
 @functools.cache

@@ -18,9 +18,7 @@ import time
 from smartgrid_common.logs import setup_logging
 
 from smartgrid_operator import kube
-from smartgrid_operator.builders import GROUP
-
-FINALIZER = f"{GROUP}/finalizer"
+from smartgrid_operator.builders import FINALIZER
 
 log = logging.getLogger("smartgrid_operator.uninstall")
 
