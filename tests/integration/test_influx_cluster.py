@@ -400,3 +400,29 @@ def test_a_write_stored_below_the_consistency_asked_is_retried_a_bounded_number_
     finally:
         client.close()
         httpx.post(f"{cluster.urls[0]}/query", data={"q": f'DROP DATABASE "{database}"'}, timeout=30)
+
+
+def test_once_the_schema_is_made_every_data_node_knows_it(cluster):
+    """Requests go to the data nodes in turn and a node learns a new database from the meta node a
+    moment later: ``ensure_schema`` returns only when each node answers for the database and both
+    policies (a CI run once met ``database not found`` from the second node right after CREATE)."""
+    from smartgrid_common.influx import InfluxClient
+    from smartgrid_common.settings import InfluxSettings
+
+    for _ in range(5):
+        database = f"test_schema_{random.randrange(1 << 30)}"
+        client = InfluxClient(InfluxSettings(INFLUXDB_URL=cluster.url, INFLUXDB_DATABASE=database,
+                                             SMARTGRID_INFLUXDB_REPLICATION="2"))
+        try:
+            client.ensure_schema()
+            for url in cluster.urls:
+                answer = httpx.get(f"{url}/query", params={"q": f'SHOW RETENTION POLICIES ON "{database}"'}, timeout=30)
+                result = answer.json()["results"][0]
+                assert "error" not in result, (url, result)
+                names = {row[0] for row in result["series"][0]["values"]}
+                assert {"raw_data", "aggregated_data"} <= names, (url, names)
+                body = f"energy_consumption,meter_id=m1 consumption_kwh=1.5 {now_ms()}\n".encode()
+                assert client.write(body, "raw_data") == []  # the next node in turn takes it
+        finally:
+            client.close()
+            httpx.post(f"{cluster.urls[0]}/query", data={"q": f'DROP DATABASE "{database}"'}, timeout=30)

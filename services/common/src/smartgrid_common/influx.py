@@ -97,6 +97,21 @@ def _partial_write(response: httpx.Response) -> str | None:
     return None
 
 
+def _results(response: httpx.Response) -> list[dict]:
+    """The ``results`` of a /query answer; raises InfluxUnavailable for an error in it."""
+    if response.status_code != 200:
+        raise InfluxUnavailable(f"query failed ({response.status_code}): {redact_urls(response.text[:300])}")
+    results = response.json().get("results", [])
+    for result in results:
+        if "error" in result:
+            raise InfluxUnavailable(f"query failed: {result['error']}")
+    return results
+
+
+# Seconds a created database or policy may take to reach every data node of a cluster.
+SCHEMA_PROPAGATION = 10.0
+
+
 class InfluxClient:
     """Talks to one InfluxDB 1.x endpoint or to the data nodes of a cluster; thread-safe."""
 
@@ -209,37 +224,64 @@ class InfluxClient:
             _, response = self._request(lambda http: http.post("/query", data=params))
         else:
             _, response = self._request(lambda http: http.get("/query", params=params))
-        if response.status_code != 200:
-            raise InfluxUnavailable(f"query failed ({response.status_code}): {redact_urls(response.text[:300])}")
-        results = response.json().get("results", [])
-        for result in results:
-            if "error" in result:
-                raise InfluxUnavailable(f"query failed: {result['error']}")
-        return results
+        return _results(response)
 
     def ensure_schema(self) -> None:
         """Create the database and both retention policies, idempotently (ALTER when present).
 
         ``SMARTGRID_INFLUXDB_REPLICATION`` is the replication of a policy this creates; an existing
         policy keeps its own (an ALTER sets only the duration and the default), so a service
-        started with the default 1 never lowers a cluster's replication."""
+        started with the default 1 never lowers a cluster's replication.
+
+        A cluster's data nodes learn the schema from the meta node a moment after it is created,
+        and requests go to the nodes in turn: each step waits until every reachable node knows what
+        the previous one created (bounded by ``SCHEMA_PROPAGATION``), so neither this nor the first
+        writes meet a node that answers ``database not found``."""
         settings = self.settings
-        database = self.database
-        self.query(f'CREATE DATABASE "{database}"', method="POST")
-        existing = {
-            row[0]
-            for result in self.query(f'SHOW RETENTION POLICIES ON "{database}"')
-            for series in result.get("series", [])
-            for row in series.get("values", [])
-        }
-        for name, duration, default in (
+        policies = (
             (settings.influxdb_retention_policy, RAW_RETENTION, True),
             (settings.influxdb_aggregate_retention_policy, AGGREGATE_RETENTION, False),
-        ):
+        )
+        self.query(f'CREATE DATABASE "{self.database}"', method="POST")
+        existing = self._until_every_node_knows(set())
+        for name, duration, default in policies:
             verb = "ALTER" if name in existing else "CREATE"
             replication = "" if verb == "ALTER" else f" REPLICATION {settings.influxdb_replication}"
-            statement = f'{verb} RETENTION POLICY "{name}" ON "{database}" DURATION {duration}{replication}'
+            statement = f'{verb} RETENTION POLICY "{name}" ON "{self.database}" DURATION {duration}{replication}'
             self.query(statement + (" DEFAULT" if default else ""), method="POST")
+        self._until_every_node_knows({name for name, _, _ in policies})
+
+    def _until_every_node_knows(self, policies: set[str]) -> set[str]:
+        """Wait until every node that answers knows the database and ``policies``; returns the
+        policies the database has. A node that does not answer is not waited for (it learns the
+        schema from the meta node when it is back). Raises InfluxUnavailable after
+        ``SCHEMA_PROPAGATION`` seconds, naming the nodes that lag."""
+        deadline = time.monotonic() + SCHEMA_PROPAGATION
+        statement = f'SHOW RETENTION POLICIES ON "{self.database}"'
+        while True:
+            known: set[str] = set()
+            lagging = []
+            for node in self.nodes:
+                try:
+                    results = _results(node.http.get("/query", params={"q": statement}))
+                except httpx.HTTPError:
+                    continue
+                except InfluxUnavailable as error:  # "database not found" on a node that lags
+                    lagging.append(f"{node.url} ({error})")
+                    continue
+                names = {row[0] for result in results for series in result.get("series", [])
+                         for row in series.get("values", [])}
+                if not policies <= names:
+                    lagging.append(f"{node.url} (has {sorted(names)})")
+                known |= names
+            if not lagging:
+                return known
+            if time.monotonic() > deadline:
+                raise InfluxUnavailable(
+                    f"the schema of {self.database} has not reached every InfluxDB node after "
+                    f"{SCHEMA_PROPAGATION:.0f} s: {'; '.join(lagging)}"
+                )
+            time.sleep(0.1)
 
     # ---- writes -------------------------------------------------------------------------------
 
