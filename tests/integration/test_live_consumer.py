@@ -143,6 +143,20 @@ def test_a_read_returns_right_after_an_event_second_closes():
         assert polled.ranges == [(0, 1, 10)]  # stopped at the later second's first reading
         rest = consumer.poll(processor, 1000, 3.0)  # without newer_than: reads to the end
         assert rest.ranges == [(0, 11, 29)] and rest.newest_second == second + 2
+
+        # Records taken from librdkafka past an early return are not read after a new position:
+        # assigned again from 5, the partition is read from 5; unassigned, it is not read.
+        consumer.unassign([0])
+        consumer.assign([(0, -2)])
+        assert consumer.poll(processor, 1000, 10.0, second).ranges == [(0, 0, 10)]
+        consumer.unassign([0])
+        consumer.assign([(0, 5)])
+        assert consumer.poll(processor, 1000, 3.0).ranges == [(0, 5, 29)]
+        consumer.unassign([0])
+        consumer.assign([(0, -2)])
+        assert consumer.poll(processor, 1000, 10.0, second).ranges == [(0, 0, 10)]
+        consumer.unassign([0])
+        assert consumer.poll(processor, 1000, 1.0).records == 0
     finally:
         consumer.close()
         names.cleanup()
@@ -224,3 +238,49 @@ def test_a_bounded_partition_stops_at_its_bound(topic):
         assert consumer.poll(processor, 500, 1.0).records == 0  # paused at the bound
     finally:
         consumer.close()
+
+
+def test_an_invalid_record_is_handed_off_with_its_key_and_headers_as_sent():
+    names = Names(partitions=1)
+    try:
+        producer = Producer({"bootstrap.servers": BROKERS})
+        headers = [("trace", b"\x00\xffid"), ("empty", None), ("trace", b"second")]
+        producer.produce(names.topic, key=b"MTR-1", value=b"{not json", headers=headers)
+        producer.produce(names.topic, key=None, value=None)
+        producer.flush(10)
+        consumer, processor = consumer_for(names.topic)
+        try:
+            consumer.hand_off(0, -1)
+            consumer.assign([(0, -2)])
+            invalid = []
+            deadline = time.monotonic() + 30
+            while len(invalid) < 2 and time.monotonic() < deadline:
+                polled = consumer.poll(processor, 100, 0.5)
+                invalid += polled.lines.invalid if polled.lines is not None else []
+        finally:
+            consumer.close()
+        assert [(i.offset, i.key, i.value, i.headers) for i in invalid] == [
+            (0, b"MTR-1", b"{not json", headers),
+            (1, None, None, []),
+        ]
+        assert all(i.reason for i in invalid)
+    finally:
+        names.cleanup()
+
+
+def test_librdkafka_s_errors_come_back_from_the_poll_and_are_not_printed(capfd):
+    """librdkafka's log lines are queued (``log.queue``) and returned by ``poll``: a broker that
+    cannot be reached is a warning in the service's log, not a line of its own on stderr."""
+    consumer = Reader({"bootstrap.servers": "127.0.0.1:1", "group.id": f"test-errors-{uuid.uuid4().hex[:8]}"}, "t")
+    processor = Processor("t", "ms", True, 60_000, lines=False)
+    errors = []
+    try:
+        consumer.assign([(0, -2)])
+        deadline = time.monotonic() + 10
+        while not errors and time.monotonic() < deadline:
+            errors += consumer.poll(processor, 100, 0.5).errors
+    finally:
+        consumer.close()
+    assert any("127.0.0.1:1" in error and "refused" in error.lower() for error in errors), errors
+    printed = capfd.readouterr()
+    assert "|FAIL|" not in printed.err and "|ERROR|" not in printed.err, printed.err

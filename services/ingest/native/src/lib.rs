@@ -13,6 +13,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 use rustc_hash::FxHashMap;
 
+mod batch;
 mod lineproto;
 mod reader;
 mod record;

@@ -14,6 +14,7 @@
 //! and the partition is paused; the InfluxDB path reads a gap with such a reader when it fell
 //! behind the live path (see `ingest.catchup`).
 
+use crate::batch::{self, Batches, Record};
 use crate::lineproto;
 use crate::record::{judge, Clock, Verdict};
 use crate::{BatchRanges, Processor};
@@ -23,7 +24,6 @@ use pyo3::types::PyBytes;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use rustc_hash::FxHashMap;
 use std::collections::HashMap;
@@ -35,6 +35,8 @@ use std::time::{Duration, Instant};
 #[pyclass(module = "ingest._hotpath")]
 pub struct Reader {
     consumer: Option<BaseConsumer>,
+    /// The consumer's queues, read in batches (released before the consumer).
+    batches: Mutex<Option<Batches>>,
     topic: String,
     /// Partition -> first offset whose records become lines (absent: none do). Locked by `poll`
     /// for its whole read; only the reading thread changes it, so nothing waits on the lock.
@@ -55,8 +57,10 @@ pub struct Polled {
     records: usize,
     /// Records that are not valid readings.
     invalid: usize,
-    /// Kafka error events seen (not fatal: librdkafka retries them).
+    /// Kafka errors and warnings seen (not fatal: librdkafka retries them).
     errors: Vec<String>,
+    /// librdkafka's notices and informational lines.
+    notices: Vec<String>,
     /// The newest event second (epoch seconds) among the valid readings read, if any.
     newest_second: Option<i64>,
     /// What was handed off to the InfluxDB path, if any record was.
@@ -103,18 +107,14 @@ struct OwnedInvalid {
 }
 
 impl OwnedInvalid {
-    fn of(message: &BorrowedMessage, reason: String) -> Self {
-        let headers = message
-            .headers()
-            .map(|h| h.iter().map(|header| (header.key.to_owned(), header.value.map(<[u8]>::to_vec))).collect())
-            .unwrap_or_default();
+    fn of(record: &Record, reason: String) -> Self {
         OwnedInvalid {
-            partition: message.partition(),
-            offset: message.offset(),
+            partition: record.partition(),
+            offset: record.offset(),
             reason,
-            value: message.payload().map(<[u8]>::to_vec),
-            key: message.key().map(<[u8]>::to_vec),
-            headers,
+            value: record.payload().map(<[u8]>::to_vec),
+            key: record.key().map(<[u8]>::to_vec),
+            headers: record.headers(),
         }
     }
 
@@ -190,6 +190,14 @@ impl Reader {
         self.consumer.as_ref().ok_or_else(|| PyRuntimeError::new_err("the reader is closed"))
     }
 
+    /// Records of these partitions taken from librdkafka but not read yet are dropped: the
+    /// partition is read from a new position (or not at all).
+    fn discard(&self, partitions: &[i32]) {
+        if let Some(batches) = self.batches.lock().expect("not poisoned").as_mut() {
+            batches.discard(partitions);
+        }
+    }
+
     fn partition_list(&self, positions: impl IntoIterator<Item = (i32, Offset)>) -> PyResult<TopicPartitionList> {
         let mut list = TopicPartitionList::new();
         for (partition, offset) in positions {
@@ -205,25 +213,36 @@ impl Reader {
     #[new]
     fn new(config: HashMap<String, String>, topic: String) -> PyResult<Self> {
         let mut client = ClientConfig::new();
-        for (key, value) in &config {
+        for (key, value) in config.iter().map(|(k, v)| (k.as_str(), v.as_str())).chain(batch::CONFIG) {
             client.set(key, value);
         }
         let consumer: BaseConsumer =
             client.create().map_err(|e| PyValueError::new_err(format!("Kafka consumer configuration: {e}")))?;
-        Ok(Reader { consumer: Some(consumer), topic, hand_off: Mutex::default(), bounds: Mutex::default(), spare: Mutex::default() })
+        let batches = Batches::of(&consumer).map_err(PyValueError::new_err)?;
+        Ok(Reader {
+            consumer: Some(consumer),
+            batches: Mutex::new(Some(batches)),
+            topic,
+            hand_off: Mutex::default(),
+            bounds: Mutex::default(),
+            spare: Mutex::default(),
+        })
     }
 
     /// Start reading these `(partition, offset)` positions (librdkafka's logical offsets, such as
     /// -2 for the beginning, are accepted); other partitions keep their positions.
     fn assign(&self, py: Python<'_>, positions: Vec<(i32, i64)>) -> PyResult<()> {
+        let partitions: Vec<i32> = positions.iter().map(|&(p, _)| p).collect();
         let list = self.partition_list(positions.into_iter().map(|(p, o)| (p, Offset::from_raw(o))))?;
         let consumer = self.consumer()?;
+        self.discard(&partitions);
         py.allow_threads(|| consumer.incremental_assign(&list)).map_err(|e| kafka_error("assign", e))
     }
 
     /// Stop reading these partitions (their meter state stays until `resume` replaces it, their
     /// hand-off until `stop_hand_off`: a partition re-assigned further back is not handed off twice).
     fn unassign(&self, py: Python<'_>, partitions: Vec<i32>) -> PyResult<()> {
+        self.discard(&partitions);
         let list = self.partition_list(partitions.into_iter().map(|p| (p, Offset::Invalid)))?;
         let consumer = self.consumer()?;
         py.allow_threads(|| consumer.incremental_unassign(&list)).map_err(|e| kafka_error("unassign", e))
@@ -263,7 +282,7 @@ impl Reader {
     ) -> PyResult<Polled> {
         let consumer = self.consumer()?;
         let topic = self.topic.as_str();
-        let (hand_off, bounds) = (&self.hand_off, &self.bounds);
+        let (hand_off, bounds, batches) = (&self.hand_off, &self.bounds, &self.batches);
         let mut out = std::mem::take(&mut *self.spare.lock().expect("not poisoned"));
         out.clear();
         let mut processor = processor.try_borrow_mut()?;
@@ -279,88 +298,86 @@ impl Reader {
                 records: 0,
                 invalid: 0,
                 errors: Vec::new(),
+                notices: Vec::new(),
                 newest_second: None,
                 lines: None,
                 reached: Vec::new(),
             };
             let mut ranges = BatchRanges::new();
-            while polled.records < max_records {
-                // What is already queued is taken without a clock read; only an empty queue waits.
-                let next = match consumer.poll(Duration::ZERO) {
-                    Some(next) => Some(next),
-                    None => {
-                        let wait = deadline.saturating_duration_since(Instant::now());
-                        if wait.is_zero() {
-                            break;
+            let mut batches = batches.lock().expect("not poisoned");
+            let batches = batches.as_mut().ok_or_else(|| "the reader is closed".to_string())?;
+            let mut errors = Vec::new();
+            let mut closed_second = false;
+            while polled.records < max_records && !closed_second {
+                // What is already taken or queued is read without waiting; only an empty queue waits.
+                let wait = deadline.saturating_duration_since(Instant::now());
+                let taken = batches.take(max_records - polled.records, wait, &mut errors, |record| {
+                    let (partition, offset) = (record.partition(), record.offset());
+                    let bound = bounds.get(&partition).copied();
+                    // The bound is reached at its last record, or at a record past it (offsets can
+                    // skip): the partition is paused there, and what was prefetched past it is left.
+                    let mut reach = |polled: &mut Polled| {
+                        if !polled.reached.contains(&partition) {
+                            polled.reached.push(partition);
+                            let mut list = TopicPartitionList::new();
+                            let _ = list.add_partition_offset(topic, partition, Offset::Invalid);
+                            let _ = consumer.pause(&list);
                         }
-                        consumer.poll(wait)
+                    };
+                    if bound.is_some_and(|b| offset >= b) {
+                        reach(&mut polled);
+                        return true;
                     }
-                };
-                let message = match next {
-                    // librdkafka can return early on a non-message event: read on until the deadline.
-                    None => continue,
-                    Some(Err(error)) => {
-                        if let Some((code, reason)) = consumer.client().fatal_error() {
-                            return Err(format!("fatal Kafka error {code:?}: {reason}"));
+                    if bound.is_some_and(|b| offset == b - 1) {
+                        reach(&mut polled);
+                    }
+                    polled.records += 1;
+                    let state = ranges.add(states, partition, offset, offset);
+                    let verdict = judge(record.payload(), unit, &clock);
+                    let handed_off = match hand_off.get_mut(&partition) {
+                        Some(from) if offset >= *from => {
+                            *from = offset + 1;
+                            true
                         }
-                        polled.errors.push(error.to_string());
-                        continue;
-                    }
-                    Some(Ok(message)) => message,
-                };
-                let (partition, offset) = (message.partition(), message.offset());
-                let bound = bounds.get(&partition).copied();
-                // The bound is reached at its last record, or at a record past it (offsets can
-                // skip): the partition is paused there, and what was prefetched past it is left.
-                let reach = |polled: &mut Polled| {
-                    if !polled.reached.contains(&partition) {
-                        polled.reached.push(partition);
-                        let mut list = TopicPartitionList::new();
-                        let _ = list.add_partition_offset(topic, partition, Offset::Invalid);
-                        let _ = consumer.pause(&list);
-                    }
-                };
-                if bound.is_some_and(|b| offset >= b) {
-                    reach(&mut polled);
-                    continue;
-                }
-                if bound.is_some_and(|b| offset == b - 1) {
-                    reach(&mut polled);
-                }
-                polled.records += 1;
-                let state = ranges.add(states, partition, offset, offset);
-                let verdict = judge(message.payload(), unit, &clock);
-                let handed_off = match hand_off.get_mut(&partition) {
-                    Some(from) if offset >= *from => {
-                        *from = offset + 1;
-                        true
-                    }
-                    _ => false,
-                };
-                if handed_off {
-                    out.count(partition, offset);
-                    match &verdict {
-                        Verdict::Valid(reading) => {
-                            lineproto::write_line(&mut out.body, reading);
-                            out.valid += 1;
-                            out.positions.extend_from_slice(&partition.to_le_bytes());
-                            out.positions.extend_from_slice(&offset.to_le_bytes());
-                        }
-                        Verdict::Ahead(_, reason) | Verdict::Invalid(reason) => {
-                            out.invalid.push(OwnedInvalid::of(&message, reason.clone()));
+                        _ => false,
+                    };
+                    if handed_off {
+                        out.count(partition, offset);
+                        match &verdict {
+                            Verdict::Valid(reading) => {
+                                lineproto::write_line(&mut out.body, reading);
+                                out.valid += 1;
+                                out.positions.extend_from_slice(&partition.to_le_bytes());
+                                out.positions.extend_from_slice(&offset.to_le_bytes());
+                            }
+                            Verdict::Ahead(_, reason) | Verdict::Invalid(reason) => {
+                                out.invalid.push(OwnedInvalid::of(record, reason.clone()));
+                            }
                         }
                     }
-                }
-                if !matches!(verdict, Verdict::Valid(_)) {
-                    polled.invalid += 1;
-                }
-                if let Some(second) = Processor::fold_verdict(state, &verdict, offset, &clock, late_window_ms, aggregations) {
-                    polled.newest_second = Some(polled.newest_second.map_or(second, |s| s.max(second)));
-                    if newer_than.is_some_and(|s| second > s) {
-                        break;
+                    if !matches!(verdict, Verdict::Valid(_)) {
+                        polled.invalid += 1;
                     }
+                    if let Some(second) = Processor::fold_verdict(state, &verdict, offset, &clock, late_window_ms, aggregations) {
+                        polled.newest_second = Some(polled.newest_second.map_or(second, |s| s.max(second)));
+                        // A second has just closed: return right away (the batch's rest comes next).
+                        closed_second = newer_than.is_some_and(|s| second > s);
+                    }
+                    !closed_second
+                });
+                if !errors.is_empty() {
+                    if let Some((code, reason)) = consumer.client().fatal_error() {
+                        return Err(format!("fatal Kafka error {code:?}: {reason}"));
+                    }
+                }
+                if taken == 0 && deadline <= Instant::now() {
+                    break;
                 }
             }
+            for (level, line) in batches.logs() {
+                if level <= 4 { errors.push(line) } else { polled.notices.push(line) }
+            }
+            polled.errors = errors;
             polled.ranges = ranges.finish(states, aggregations);
             Ok((polled, out))
         });
@@ -387,8 +404,10 @@ impl Reader {
 
     /// Leave every partition and destroy the client (the reader cannot be used afterwards).
     fn close(&mut self, py: Python<'_>) {
+        let batches = self.batches.get_mut().expect("not poisoned").take();
         if let Some(consumer) = self.consumer.take() {
             py.allow_threads(move || {
+                drop(batches);
                 let _ = consumer.unassign();
                 drop(consumer);
             });

@@ -243,8 +243,7 @@ class LivePath(threading.Thread):
         self.reader.assign([self._resume(point)])
 
     def _read(self, polled: Polled) -> None:
-        for error in polled.errors:
-            log.warning("kafka error", extra={"error": error, "path": "live"})
+        records.log_kafka(polled, "live")
         for partition, _first, last in polled.ranges:
             progress = self._partitions[partition]
             progress.unpublished, progress.next = last, last + 1

@@ -31,6 +31,7 @@ from .deadletters import DeadLetters, read_records
 from .handoff import DETACHED, HandOff
 from .live import LivePath
 from .priority import lower_priority, thread_ids
+from .records import log_kafka
 from .settings import IngestSettings
 from .stats import WorkerStats
 from .units import WriteUnits
@@ -196,8 +197,7 @@ class Worker:
         if self._backpressure():
             return
         polled = self.own.poll(timeout)
-        for error in polled.errors:
-            log.warning("kafka error", extra={"error": error, "path": "influxdb"})
+        log_kafka(polled, "influxdb")
         if polled.lines is not None:
             count = sum(r[3] for r in polled.lines.ranges)
             self.handoff.read_own(count)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from ._hotpath import Processor
+import logging
+
+from ._hotpath import Polled, Processor
 from .settings import IngestSettings
 
 # The readers fetch in sizeable responses: a fetch returns when it holds FETCH_MIN_BYTES, or
@@ -11,6 +13,8 @@ from .settings import IngestSettings
 # round trip per handful of records; this bounds the added delay to FETCH_WAIT_MS instead.
 FETCH_WAIT_MS = 50
 FETCH_MIN_BYTES = 256 * 1024
+
+log = logging.getLogger("ingest.kafka")
 
 
 def processor(settings: IngestSettings, live: bool) -> Processor:
@@ -40,3 +44,12 @@ def reader_config(settings: IngestSettings, suffix: str) -> dict[str, str]:
         "fetch.min.bytes": str(FETCH_MIN_BYTES),
         "queued.max.messages.kbytes": "16384",
     }
+
+
+def log_kafka(polled: Polled, path: str) -> None:
+    """What librdkafka said during a poll: its errors and warnings (it retries them: a broker that
+    went away, a failed fetch) as warnings, its notices as info."""
+    for error in polled.errors:
+        log.warning("kafka error", extra={"error": error, "path": path})
+    for notice in polled.notices:
+        log.info("kafka notice", extra={"notice": notice, "path": path})
