@@ -517,28 +517,33 @@ impl PartitionState {
             out.push(b']');
         }
         out.extend_from_slice(b"],\"meters\":[");
-        let mut touched: Vec<_> = self.touched.iter().collect();
-        touched.sort_unstable_by(|a, b| names[*a.0 as usize].cmp(&names[*b.0 as usize]));
-        let mut first = true;
-        for (index, before) in touched {
-            let meter = &self.meters[*index as usize];
+        // Report changes, and every fresh reading of a meter that is not ok (its last reading):
+        // chosen first, then sorted by name (most touched meters are ok and unchanged).
+        let ok = labels.ids.get("ok").copied();
+        let mut reported: Vec<(u32, Option<u32>, u32)> = Vec::new();
+        for (&index, &before) in &self.touched {
+            let meter = &self.meters[index as usize];
             let now = if meter.silent { self.offline } else { meter.status };
-            // Report changes, and every fresh reading of a meter that is not ok (its last reading).
-            let now_name = labels.name(now);
-            if *before == Some(now) && now_name == "ok" {
-                continue;
+            if before != Some(now) || Some(now) != ok {
+                reported.push((index, before, now));
             }
+        }
+        reported.sort_unstable_by(|a, b| names[a.0 as usize].cmp(&names[b.0 as usize]));
+        let mut first = true;
+        for (index, before, now) in reported {
+            let meter = &self.meters[index as usize];
+            let now_name = labels.name(now);
             if !first {
                 out.push(b',');
             }
             first = false;
             out.push(b'[');
-            push_str(&mut out, &names[*index as usize]);
+            push_str(&mut out, &names[index as usize]);
             out.push(b',');
             push_str(&mut out, labels.name(meter.region));
             out.push(b',');
             match before {
-                Some(previous) => push_str(&mut out, labels.name(*previous)),
+                Some(previous) => push_str(&mut out, labels.name(previous)),
                 None => out.extend_from_slice(b"null"),
             }
             out.push(b',');
