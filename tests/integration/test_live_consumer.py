@@ -6,6 +6,9 @@ configuration."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import textwrap
 import time
 import uuid
 
@@ -124,15 +127,20 @@ def test_positions_unassign_and_resume(topic):
         consumer.poll(processor, 10, 0.1)
 
 
+def three_seconds(topic: str, second: int) -> None:
+    """Offsets 0-9 in ``second``, 10-19 in the next, 20-29 in the one after, on partition 0."""
+    producer = Producer({"bootstrap.servers": BROKERS})
+    for offset in range(30):
+        reading = {"meter_id": f"m-{offset}", "timestamp": (second + offset // 10) * 1000 + offset,
+                   "consumption_kwh": 1.0, "region": "north", "status": "ok"}
+        producer.produce(topic, json.dumps(reading).encode(), partition=0)
+    assert producer.flush(30) == 0
+
+
 def test_a_read_returns_right_after_an_event_second_closes():
     names = Names(partitions=1)
     second = START_MS // 1000
-    producer = Producer({"bootstrap.servers": BROKERS})
-    for offset in range(30):  # offsets 0-9 in `second`, 10-19 in the next, 20-29 in the one after
-        reading = {"meter_id": f"m-{offset}", "timestamp": (second + offset // 10) * 1000 + offset,
-                   "consumption_kwh": 1.0, "region": "north", "status": "ok"}
-        producer.produce(names.topic, json.dumps(reading).encode(), partition=0)
-    assert producer.flush(30) == 0
+    three_seconds(names.topic, second)
     consumer, processor = consumer_for(names.topic)
     try:
         consumer.assign([(0, -2)])
@@ -284,3 +292,28 @@ def test_librdkafka_s_errors_come_back_from_the_poll_and_are_not_printed(capfd):
     assert any("127.0.0.1:1" in error and "refused" in error.lower() for error in errors), errors
     printed = capfd.readouterr()
     assert "|FAIL|" not in printed.err and "|ERROR|" not in printed.err, printed.err
+
+
+def test_a_reader_dropped_without_close_while_it_keeps_records_ends_cleanly():
+    """The records a reader keeps past an early return, and its queues, are released before its
+    client, also when the reader is only garbage-collected (a separate process: a use after
+    free would kill it)."""
+    names = Names(partitions=1)
+    second = START_MS // 1000
+    three_seconds(names.topic, second)
+    script = textwrap.dedent(f"""
+        import gc
+        from ingest._hotpath import Processor, Reader
+        reader = Reader({{"bootstrap.servers": "{BROKERS}", "group.id": "test-drop"}}, "{names.topic}")
+        processor = Processor("{names.topic}", "ms", True, 60_000, lines=False)
+        reader.assign([(0, -2)])
+        assert reader.poll(processor, 1000, 10.0, {second}).ranges == [(0, 0, 10)]  # 11-29 kept
+        del reader
+        gc.collect()
+        print("dropped")
+    """)
+    try:
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    finally:
+        names.cleanup()
+    assert done.returncode == 0 and done.stdout.strip() == "dropped", (done.returncode, done.stdout, done.stderr)

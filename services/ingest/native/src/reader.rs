@@ -34,9 +34,10 @@ use std::time::{Duration, Instant};
 /// An assign-only Kafka consumer that folds what it reads and builds the InfluxDB path's lines.
 #[pyclass(module = "ingest._hotpath")]
 pub struct Reader {
-    consumer: Option<BaseConsumer>,
-    /// The consumer's queues, read in batches (released before the consumer).
+    /// The consumer's queues, read in batches. Declared before `consumer`: fields are dropped in
+    /// order, and the queues (and any records kept) must be released before their client.
     batches: Mutex<Option<Batches>>,
+    consumer: Option<BaseConsumer>,
     topic: String,
     /// Partition -> first offset whose records become lines (absent: none do). Locked by `poll`
     /// for its whole read; only the reading thread changes it, so nothing waits on the lock.
@@ -220,8 +221,8 @@ impl Reader {
             client.create().map_err(|e| PyValueError::new_err(format!("Kafka consumer configuration: {e}")))?;
         let batches = Batches::of(&consumer).map_err(PyValueError::new_err)?;
         Ok(Reader {
-            consumer: Some(consumer),
             batches: Mutex::new(Some(batches)),
+            consumer: Some(consumer),
             topic,
             hand_off: Mutex::default(),
             bounds: Mutex::default(),
