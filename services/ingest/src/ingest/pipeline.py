@@ -89,6 +89,7 @@ class Worker:
         self.committed_offsets: dict[int, int] = {}
         self.last_health = 0.0
         self.last_report = (time.monotonic(), dict(stats.counters))
+        self.closing = False  # set once the loop ends: the stop steps run
 
     # ---- assignment -----------------------------------------------------------------------
 
@@ -119,6 +120,10 @@ class Worker:
             self._close_own_if_done()
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self.closing:
+            # An assignment that reaches a closing consumer (a rebalance racing the close): there
+            # is nothing to resume, and the client can no longer be asked for its commits.
+            return
         self._start([tp.partition for tp in partitions])
         # The group's consumer reads nothing: assigned at the end, paused at once.
         held = [TopicPartition(self.topic, tp.partition, OFFSET_END) for tp in partitions]
@@ -163,6 +168,7 @@ class Worker:
                 self.units.maybe_submit()
                 self._update_health()
         finally:
+            self.closing = True
             self._drain()
             # Every step runs even when one before it fails: an unclosed consumer holds its
             # partitions until the session times out, an unflushed producer loses dead letters.
