@@ -34,10 +34,10 @@ def database(stack):
 
 
 def client_for(urls: str, database: str, **extra: str) -> InfluxClient:
-    return InfluxClient(InfluxSettings(
-        INFLUXDB_URL=urls, INFLUXDB_DATABASE=database, INFLUXDB_RETRY_INTERVAL="200ms", SMARTGRID_INFLUXDB_TIMEOUT="3s",
-        **extra,
-    ))
+    return InfluxClient(InfluxSettings(**{
+        "INFLUXDB_URL": urls, "INFLUXDB_DATABASE": database, "INFLUXDB_RETRY_INTERVAL": "200ms",
+        "SMARTGRID_INFLUXDB_TIMEOUT": "3s", **extra,
+    }))
 
 
 def body(start: int, count: int) -> bytes:
@@ -181,3 +181,22 @@ class _Proxy:
     def close(self) -> None:
         self.closed.set()
         self.server.close()
+
+
+def test_a_write_a_node_took_and_did_not_answer_is_counted_unsettled_a_refused_one_is_not(database):
+    """A request that timed out may still be stored later (a cluster's data node holds it): the
+    client counts it, so that a caller that overwrites points can write them again later."""
+    import socket
+
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts, reads nothing, never answers
+    silent.listen(8)
+    refused = f"http://127.0.0.1:{free_port()}"
+    client = client_for(f"http://127.0.0.1:{silent.getsockname()[1]},{refused}", database, SMARTGRID_INFLUXDB_TIMEOUT="500ms")
+    try:
+        with pytest.raises(InfluxUnavailable):
+            client.write(body(0, 1), "raw_data")
+        assert client.unsettled == 1  # the silent node's timeout; the refused connection is not one
+        assert client.nodes[0].failures == 1 and client.nodes[1].failures == 1
+    finally:
+        client.close()
+        silent.close()

@@ -259,3 +259,94 @@ def test_a_rollup_of_a_newer_contract_version_is_never_acknowledged(redis, names
         raise
     finally:
         pipeline.stop()
+
+
+class HoldingProxy:
+    """An HTTP forwarder to the real InfluxDB that holds the first write carrying ``marker`` for
+    ``hold`` seconds and then delivers it all the same, the way a cluster's data node stores a
+    write it held past the client's timeout (waiting for the meta node to create a shard group)."""
+
+    def __init__(self, target: str, marker: bytes, hold: float) -> None:
+        import gzip
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        upstream = httpx.Client(base_url=target, timeout=30)
+        self.held_at: float | None = None  # when the held write was stored, once it was
+        holding = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def forward(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                plain = gzip.decompress(body) if self.headers.get("Content-Encoding") == "gzip" else body
+                held = False
+                if self.path.startswith("/write") and marker in plain:
+                    with holding:
+                        held = proxy.held_at is None and not getattr(proxy, "holding", False)
+                        proxy.holding = True
+                if held:
+                    time.sleep(hold)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length", "connection")}
+                answer = upstream.request(self.command, self.path, content=body, headers=headers)
+                if held:
+                    proxy.held_at = time.monotonic()
+                try:
+                    self.send_response(answer.status_code)
+                    for name in ("Content-Type", "X-Influxdb-Version", "X-Influxdb-Error"):
+                        if name in answer.headers:
+                            self.send_header(name, answer.headers[name])
+                    self.send_header("Content-Length", str(len(answer.content)))
+                    self.end_headers()
+                    self.wfile.write(answer.content)
+                except OSError:
+                    pass  # the client gave up waiting: the write was stored all the same
+
+            do_GET = do_POST = forward
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_write_held_past_its_timeout_that_lands_after_a_newer_value_is_overwritten_again(redis, names, tmp_path):
+    """The writer times out on a write that InfluxDB stores later, after the next emission of the
+    same second was written: the stale value must not stay."""
+    from smartgrid_common.contracts import Rollup, SecondRollup
+
+    prefix, database = names
+    total = lambda: [row[1] for series in query(database, "SELECT total_kwh FROM aggregated_data.energy_consumption_aggregate")  # noqa: E731
+                     for row in series["values"]]
+    proxy = HoldingProxy(INFLUX, marker=b"total_kwh=1.0,", hold=4.0)
+    stream = rollup_stream(prefix)
+    pipeline = Pipeline(prefix, database, tmp_path)
+    try:
+        pipeline.start_writer("w1", INFLUXDB_URL=proxy.url, SMARTGRID_INFLUXDB_TIMEOUT="1s", SMARTGRID_WRITER_REWRITE_AFTER="8s")
+        redis.xadd(stream, {"data": Rollup(1, 0, [SecondRollup(START, 1.0, 1, 1.0, 1.0)]).to_json()})
+        wait_until(lambda: total() == [1.0], 30, what="the first emission written (by the retry after the timeout)")
+        redis.xadd(stream, {"data": Rollup(2, 0, [SecondRollup(START, 2.0, 2, 1.0, 1.0)]).to_json()})
+        wait_until(lambda: total() == [2.0], 30, what="the newer emission written")
+        assert proxy.held_at is None, "the held write landed too soon for this test"
+        wait_until(lambda: proxy.held_at is not None, 10, what="the held write to be stored")
+        assert total() == [1.0]  # the older value, stored last, replaced the newer one
+        wait_until(lambda: total() == [2.0], 20, what="the writer to write the newest value again")
+        metrics = httpx.get(f"http://127.0.0.1:{pipeline.writer_port}/metrics", timeout=5).text
+        assert "writer_points_rewritten_total 1.0" in metrics
+        time.sleep(2)
+        assert total() == [2.0]
+    except AssertionError:
+        pipeline.dump_logs()
+        raise
+    finally:
+        pipeline.stop()
+        proxy.close()

@@ -120,6 +120,13 @@ class InfluxClient:
         self.database = settings.influxdb_database
         self.consistency = settings.influxdb_consistency
         self.under_replicated = 0  # writes accepted below the requested consistency
+        # Requests that may still take effect later: a node got them and did not answer in time,
+        # or answered 5xx (a cluster's data node holds a write while it waits for the meta node or
+        # a replica, and stores it when it can), or stored them on fewer replicas (hinted handoff
+        # delivers the rest later). Such a write can land after a newer write of the same point,
+        # and InfluxDB keeps the last one: a caller that overwrites points compares this count
+        # around its writes and writes the newest values again later (the writer does).
+        self.unsettled = 0
         self.nodes: list[Node] = []
         for url, userinfo in parse_influx_urls(settings.influxdb_url):
             auth = userinfo
@@ -184,14 +191,24 @@ class InfluxClient:
                 response = send(node.http)
             except httpx.HTTPError as error:
                 reason = f"unreachable: {redact_urls(str(error)) or type(error).__name__}"
+                if not isinstance(error, (httpx.ConnectError, httpx.ConnectTimeout)):
+                    self._unsettled()  # sent: the node may act on it after this timeout
             else:
-                if response.status_code < 500 or _partial_write(response) is not None:
+                partial = _partial_write(response)
+                if partial == "under-replicated":
+                    self._unsettled()  # hinted handoff delivers it to the other replicas later
+                if response.status_code < 500 or partial is not None:
                     self._succeeded(node)
                     return node, response
                 reason = f"answered {response.status_code}: {redact_urls(response.text[:300])}"
+                self._unsettled()  # e.g. a cluster's "timeout": the write may still be stored
             self._failed(node, reason)
             problems.append(f"InfluxDB at {node.url} {reason}")
         raise InfluxUnavailable("; ".join(problems))
+
+    def _unsettled(self) -> None:
+        with self._lock:
+            self.unsettled += 1
 
     def nodes_out(self) -> list[tuple[str, str]]:
         """(URL, reason) of every node currently left out."""

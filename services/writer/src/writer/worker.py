@@ -13,7 +13,7 @@ from smartgrid_common.backoff import influx_backoff, redis_backoff
 from smartgrid_common.contracts import Rollup, rollup_seq_keys, rollup_status_seq_key, rollup_stream
 from smartgrid_common.influx import InfluxClient, InfluxUnavailable
 
-from writer.builders import Superseded, build_body
+from writer.builders import Superseded, build_body, point_key
 from writer.settings import WriterSettings
 from smartgrid_common.streams import GroupReader, Unreadable, ensure_group, trim_consumed
 
@@ -29,6 +29,47 @@ class Metrics:
         self.rejected = Counter("writer_points_rejected_total", "Points InfluxDB refused (400)", registry=registry)
         self.retries = Counter("writer_influx_retries_total", "Failed InfluxDB writes retried", registry=registry)
         self.pending = Gauge("writer_batch_in_flight", "Rollups read but not yet acknowledged", registry=registry)
+        self.rewritten = Counter(
+            "writer_points_rewritten_total",
+            "Points written again after a write of theirs went unanswered (it may have landed late)",
+            registry=registry,
+        )
+
+
+class Rewrites:
+    """The newest line of every point an unsettled write carried, to be written again later.
+
+    A write InfluxDB did not answer in time (or answered 5xx, or stored on fewer replicas) may
+    still be stored later: a cluster's data node holds it while it waits for the meta node or a
+    replica. If a newer value of the same point is written meanwhile, the held one lands on top
+    of it and InfluxDB keeps it. So each point of such a write is written again, with the newest
+    value written since, ``after`` seconds after InfluxDB accepted it.
+    """
+
+    def __init__(self, after: float) -> None:
+        self.after = after
+        self.lines: dict[str, tuple[float, str]] = {}  # point -> (when due, newest line); due order
+
+    def written(self, lines: list[str], unsettled: bool) -> None:
+        """``lines`` were accepted; ``unsettled``: an attempt of theirs went unanswered."""
+        now = time.monotonic()
+        for line in lines:
+            key = point_key(line)
+            if unsettled:
+                self.lines.pop(key, None)  # re-inserted at the end: due later than the others
+                self.lines[key] = (now + self.after, line)
+            elif key in self.lines:
+                self.lines[key] = (self.lines[key][0], line)  # a newer value of a point to rewrite
+
+    def due(self) -> list[str]:
+        """The lines whose time has come, taken out."""
+        now = time.monotonic()
+        taken = []
+        for key, (when, line) in self.lines.items():
+            if when > now:
+                break
+            taken.append(key)
+        return [self.lines.pop(key)[1] for key in taken]
 
 
 class Writer:
@@ -49,6 +90,7 @@ class Writer:
         # Rollups this release cannot read: never acknowledged, reported in /readyz.
         self.unreadable = Unreadable("rollup", log, forget_after=3 * settings.claim_idle)
         self.failed_attempts = 0
+        self.rewrites = Rewrites(settings.rewrite_after)
         self.redis_ok = False
         self.schema_ok = False
 
@@ -91,6 +133,8 @@ class Writer:
                 self.redis_ok = True
                 while not self.stop.is_set():
                     await self.round()
+                    if lines := self.rewrites.due():
+                        await self.rewrite(lines)
                     if time.monotonic() >= next_trim:
                         await trim_consumed(self.redis, self.stream)
                         next_trim = time.monotonic() + 10
@@ -102,6 +146,38 @@ class Writer:
                 delay = backoff.next()
                 log.exception("writer round failed; retrying", extra={"retry_in_s": delay, "attempt": backoff.attempts})
                 await asyncio.sleep(delay)
+
+    async def write(self, lines: list[str]) -> bool:
+        """Write ``lines`` in ``INFLUXDB_BATCH_SIZE`` bodies until InfluxDB takes them; False when
+        stopped first. The points of a body that went unanswered on the way are kept for a rewrite."""
+        size = self.settings.influxdb_batch_size
+        for start in range(0, len(lines), size):
+            chunk = lines[start : start + size]
+            unsettled = self.influx.unsettled
+            rejected = await asyncio.to_thread(
+                self.influx.write_until_done,
+                ("\n".join(chunk) + "\n").encode(),
+                self.settings.influxdb_aggregate_retention_policy,
+                self.stop,
+                "s",
+                self._on_retry,
+            )
+            if rejected is None:
+                return False
+            for item in rejected:
+                log.error("influxdb rejected a rollup point", extra={"line": chunk[item.index], "reason": item.reason})
+            self.metrics.rejected.inc(len(rejected))
+            self.metrics.points.inc(len(chunk) - len(rejected))
+            self.failed_attempts = 0
+            refused = {item.index for item in rejected}
+            self.rewrites.written([line for i, line in enumerate(chunk) if i not in refused], self.influx.unsettled != unsettled)
+        return True
+
+    async def rewrite(self, lines: list[str]) -> None:
+        """Write again the newest values of points an unanswered write carried."""
+        if await self.write(lines):
+            self.metrics.rewritten.inc(len(lines))
+            log.info("rewrote points after an unanswered write", extra={"points": len(lines)})
 
     async def newest_seqs(self, rollups: list[Rollup]) -> Superseded:
         """The newest emission seq Redis holds for every bucket in ``rollups``."""
@@ -145,25 +221,8 @@ class Writer:
             except (ValueError, KeyError, TypeError) as error:
                 # Not acknowledged: it stays for a release that reads it (claimed after claim_idle).
                 self.unreadable.note(entry_id, str(error) or type(error).__name__)
-        lines = build_body(rollups, await self.newest_seqs(rollups))
-        size = self.settings.influxdb_batch_size
-        for start in range(0, len(lines), size):
-            body = ("\n".join(lines[start : start + size]) + "\n").encode()
-            rejected = await asyncio.to_thread(
-                self.influx.write_until_done,
-                body,
-                self.settings.influxdb_aggregate_retention_policy,
-                self.stop,
-                "s",
-                self._on_retry,
-            )
-            if rejected is None:  # stopping: leave the entries pending for the next run
-                return
-            for item in rejected:
-                log.error("influxdb rejected a rollup point", extra={"line": lines[start + item.index], "reason": item.reason})
-            self.metrics.rejected.inc(len(rejected))
-            self.metrics.points.inc(len(lines[start : start + size]) - len(rejected))
-            self.failed_attempts = 0
+        if not await self.write(build_body(rollups, await self.newest_seqs(rollups))):
+            return  # stopping: leave the entries pending for the next run
         if self.settings.ack_delay:
             await asyncio.sleep(self.settings.ack_delay)
         await self.reader.ack(done)
