@@ -318,6 +318,16 @@ def test_meta_node_down_for_20s_while_new_shard_groups_are_needed_backpressure_t
                "both data nodes to hold every point")
     wait_until(service.ready, 60, "ingest to be ready again")
     wait_until(lambda: writer_readyz(pipeline)[0] == 200, 60, "the writer to be ready again")
+    # Its writes that timed out may have been stored later than newer ones: the writer writes their
+    # points again (SMARTGRID_WRITER_REWRITE_AFTER later), with the newest values, still exact.
+    wait_until(lambda: writer_metric(pipeline, "writer_points_rewritten_total") > 0, 60,
+               "the writer to write again the points of its writes that went unanswered")
+    pipeline.wait_exact(truth, timeout=60)
+
+
+def writer_metric(pipeline, name: str) -> float:
+    text = httpx.get(f"http://127.0.0.1:{pipeline.writer_port}/metrics", timeout=2).text
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " "))
 
 
 # ---- 4. the cluster's own answers: 500 partial writes ------------------------------------------------
