@@ -318,10 +318,10 @@ def test_meta_node_down_for_20s_while_new_shard_groups_are_needed_backpressure_t
                "both data nodes to hold every point")
     wait_until(service.ready, 60, "ingest to be ready again")
     wait_until(lambda: writer_readyz(pipeline)[0] == 200, 60, "the writer to be ready again")
-    # Its writes that timed out may have been stored later than newer ones: the writer writes their
-    # points again (SMARTGRID_WRITER_REWRITE_AFTER later), with the newest values, still exact.
-    wait_until(lambda: writer_metric(pipeline, "writer_points_rewritten_total") > 0, 60,
-               "the writer to write again the points of its writes that went unanswered")
+    # Its writes that timed out may have been stored later than newer ones: the writer has their
+    # seconds emitted again (SMARTGRID_WRITER_REEMIT_AFTER later) and written last: still exact.
+    wait_until(lambda: writer_metric(pipeline, "writer_seconds_reemitted_total") > 0, 60,
+               "the writer to have the seconds of its unanswered writes emitted again")
     pipeline.wait_exact(truth, timeout=60)
 
 

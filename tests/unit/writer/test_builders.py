@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from smartgrid_common.contracts import RegionRollup, Rollup, SecondRollup
 
-from writer.builders import Superseded, build_body, escape_tag, point_key
+from writer.builders import Superseded, build_body, escape_tag
 
 
 def rollup(seq: int, total: float, status_second: int | None = None, counts=None) -> Rollup:
@@ -44,31 +44,22 @@ def test_status_snapshots_of_other_seconds_are_kept_as_history():
     assert [line for line in lines if line.startswith("meter_status")] == ["meter_status,status=ok count=1.0 100"]
 
 
-def test_a_point_key_is_the_series_and_the_time_not_the_value():
-    first, second = build_body([rollup(1, 3.0)]), build_body([rollup(2, 5.0)])
-    assert [point_key(line) for line in first] == [point_key(line) for line in second]
-    assert point_key(first[1]) == r"region_consumption,region=north\ east 100"
-    assert point_key(first[0]) != point_key(build_body([Rollup(1, 0, [SecondRollup(101, 3.0, 2, 0.5, 2.5)])])[0])
-
-
-def test_rewrites_keep_the_newest_line_of_each_unsettled_point_until_due(monkeypatch):
+def test_reemissions_keep_the_seconds_of_unsettled_writes_until_due(monkeypatch):
     import writer.worker as worker
 
     clock = [1000.0]
     monkeypatch.setattr(worker.time, "monotonic", lambda: clock[0])
-    rewrites = worker.Rewrites(after=20.0)
-    old, new, other = build_body([rollup(1, 3.0)]), build_body([rollup(2, 5.0)]), build_body([rollup(3, 9.0)])
-    rewrites.written(other[:1], unsettled=False)  # settled writes are not kept
-    rewrites.written(old, unsettled=True)  # unanswered once: kept, due at 1020
+    reemissions = worker.Reemissions(after=20.0)
+    old = build_body([rollup(1, 3.0, 100, {"ok": 4})])  # second 100: totals, a region, the status
+    later = build_body([Rollup(2, 0, [SecondRollup(101, 3.0, 2, 0.5, 2.5)])])
+    reemissions.written(old)  # due at 1020
     clock[0] = 1010.0
-    rewrites.written(new, unsettled=False)  # a newer value of the same points replaces it, same due time
-    assert rewrites.due() == []
+    reemissions.written(later)  # due at 1030
+    assert reemissions.due() == ([], False)
     clock[0] = 1020.0
-    assert rewrites.due() == new and rewrites.due() == []
-    rewrites.written(old[:1], unsettled=True)  # due at 1040
-    clock[0] = 1030.0
-    rewrites.written(new[1:], unsettled=True)  # due at 1050
-    clock[0] = 1045.0
-    assert rewrites.due() == old[:1]
-    clock[0] = 1050.0
-    assert rewrites.due() == new[1:]
+    assert reemissions.due() == ([100], True) and reemissions.due() == ([], False)
+    reemissions.written(later[:1])  # second 101 again: due at 1040 now
+    clock[0] = 1035.0
+    assert reemissions.due() == ([], False)
+    clock[0] = 1040.0
+    assert reemissions.due() == ([101], False)

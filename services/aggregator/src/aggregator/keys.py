@@ -6,7 +6,7 @@ whole table with types and lifetimes.
 
 from __future__ import annotations
 
-from smartgrid_common.contracts import rollup_seq_keys, rollup_status_seq_key
+from smartgrid_common.contracts import rollup_dirty_keys, rollup_seq_keys, rollup_status_seq_key
 
 
 class Keys:
@@ -16,8 +16,7 @@ class Keys:
         self.prefix = prefix
         self.watermarks = f"{prefix}:agg:wm"
         self.latest = f"{prefix}:agg:latest"
-        self.dirty = f"{prefix}:agg:dirty"
-        self.dirty_status = f"{prefix}:agg:dirty_status"
+        self.dirty, self.dirty_status = rollup_dirty_keys(prefix)
         self.seq = f"{prefix}:agg:seq"
         self.status_seq = rollup_status_seq_key(prefix)
         self.stats = f"{prefix}:agg:stats"

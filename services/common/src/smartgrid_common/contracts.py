@@ -313,3 +313,10 @@ def rollup_seq_keys(prefix: str, second: int) -> tuple[str, str]:
 def rollup_status_seq_key(prefix: str) -> str:
     """Redis string ``"<seq> <status_second>"`` of the newest rollup that carried status counts."""
     return f"{prefix}:agg:status_seq"
+
+
+def rollup_dirty_keys(prefix: str) -> tuple[str, str]:
+    """(set of event seconds, flag) that the aggregator's next emission carries: the seconds whose
+    buckets changed, and whether the status counts did. Part of the rollup contract: a writer adds
+    to them to have seconds (and the status counts) emitted again, whole, with a newer ``seq``."""
+    return f"{prefix}:agg:dirty", f"{prefix}:agg:dirty_status"

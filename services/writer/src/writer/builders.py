@@ -70,15 +70,6 @@ class Superseded:
     status_second: int | None = None
 
 
-def point_key(line: str) -> str:
-    """What identifies the point a line writes: its measurement, tags and timestamp (the fields
-    are its value). Two lines with one key overwrite each other in InfluxDB."""
-    end = line.index(" ")
-    while line[end - 1] == "\\":  # an escaped space in a tag value
-        end = line.index(" ", end + 1)
-    return f"{line[:end]} {line[line.rindex(' ') + 1:]}"
-
-
 def build_body(rollups: Iterable[Rollup], newest: Superseded | None = None) -> list[str]:
     """Line-protocol lines for a batch of rollups, newest state per bucket, superseded ones left out.
 

@@ -20,9 +20,9 @@ class WriterSettings(ServiceSettings, RedisSettings, InfluxSettings):
     block: Duration = env("SMARTGRID_WRITER_BLOCK", 0.5)
     # A rollup pending this long at another consumer (presumably dead) is claimed.
     claim_idle: Duration = env("SMARTGRID_WRITER_CLAIM_IDLE", 30.0)
-    # After a write InfluxDB did not answer in time (it may still store it, late), the newest
-    # values of its points are written again this long after InfluxDB took them: longer than a
-    # data node holds a write (a cluster's coordinator write-timeout, 10 s by default).
-    rewrite_after: Duration = env("SMARTGRID_WRITER_REWRITE_AFTER", 20.0, gt=0)
+    # After a write InfluxDB did not answer in time (it may still store it, late), the aggregator
+    # is asked to emit its seconds again (their current state, written last) this long after
+    # InfluxDB took it: longer than a data node holds a write (a cluster's write-timeout, 10 s).
+    reemit_after: Duration = env("SMARTGRID_WRITER_REEMIT_AFTER", 20.0, gt=0)
     # Fault injection for tests only: pause between InfluxDB's ack and the XACK (0 = off).
     ack_delay: Duration = env("SMARTGRID_WRITER_ACK_DELAY", 0.0)

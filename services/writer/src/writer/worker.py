@@ -10,10 +10,17 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from redis.asyncio import Redis
 from smartgrid_common.backoff import influx_backoff, redis_backoff
-from smartgrid_common.contracts import Rollup, rollup_seq_keys, rollup_status_seq_key, rollup_stream
+from smartgrid_common.contracts import (
+    STATUS_MEASUREMENT,
+    Rollup,
+    rollup_dirty_keys,
+    rollup_seq_keys,
+    rollup_status_seq_key,
+    rollup_stream,
+)
 from smartgrid_common.influx import InfluxClient, InfluxUnavailable
 
-from writer.builders import Superseded, build_body, point_key
+from writer.builders import Superseded, build_body
 from writer.settings import WriterSettings
 from smartgrid_common.streams import GroupReader, Unreadable, ensure_group, trim_consumed
 
@@ -29,47 +36,55 @@ class Metrics:
         self.rejected = Counter("writer_points_rejected_total", "Points InfluxDB refused (400)", registry=registry)
         self.retries = Counter("writer_influx_retries_total", "Failed InfluxDB writes retried", registry=registry)
         self.pending = Gauge("writer_batch_in_flight", "Rollups read but not yet acknowledged", registry=registry)
-        self.rewritten = Counter(
-            "writer_points_rewritten_total",
-            "Points written again after a write of theirs went unanswered (it may have landed late)",
+        self.reemitted = Counter(
+            "writer_seconds_reemitted_total",
+            "Event seconds the aggregator was asked to emit again after a write of theirs went unanswered",
             registry=registry,
         )
 
 
-class Rewrites:
-    """The newest line of every point an unsettled write carried, to be written again later.
+class Reemissions:
+    """Event seconds (and status counts) to have emitted again, after a write of theirs went
+    unanswered.
 
     A write InfluxDB did not answer in time (or answered 5xx, or stored on fewer replicas) may
     still be stored later: a cluster's data node holds it while it waits for the meta node or a
-    replica. If a newer value of the same point is written meanwhile, the held one lands on top
-    of it and InfluxDB keeps it. So each point of such a write is written again, with the newest
-    value written since, ``after`` seconds after InfluxDB accepted it.
+    replica. If a newer emission of the same second was written meanwhile (by this replica or
+    another), the held one lands on top of it and InfluxDB keeps it. So ``after`` seconds after
+    InfluxDB took such a write, the writer asks the aggregator to emit its seconds again: their
+    whole current state, with a newer seq, which a writer then writes last.
     """
 
     def __init__(self, after: float) -> None:
         self.after = after
-        self.lines: dict[str, tuple[float, str]] = {}  # point -> (when due, newest line); due order
+        self.seconds: dict[int, float] = {}  # event second -> when due; in due order
+        self.status_due: float | None = None
 
-    def written(self, lines: list[str], unsettled: bool) -> None:
-        """``lines`` were accepted; ``unsettled``: an attempt of theirs went unanswered."""
-        now = time.monotonic()
+    def written(self, lines: list[str]) -> None:
+        """``lines`` were taken by InfluxDB after an attempt that went unanswered."""
+        due = time.monotonic() + self.after
         for line in lines:
-            key = point_key(line)
-            if unsettled:
-                self.lines.pop(key, None)  # re-inserted at the end: due later than the others
-                self.lines[key] = (now + self.after, line)
-            elif key in self.lines:
-                self.lines[key] = (self.lines[key][0], line)  # a newer value of a point to rewrite
+            if line.startswith(STATUS_MEASUREMENT + ","):
+                self.status_due = due
+            else:
+                second = int(line[line.rindex(" ") + 1 :])
+                self.seconds.pop(second, None)  # re-inserted at the end: due later than the others
+                self.seconds[second] = due
 
-    def due(self) -> list[str]:
-        """The lines whose time has come, taken out."""
+    def due(self) -> tuple[list[int], bool]:
+        """The seconds whose time has come, and whether the status counts' has; taken out."""
         now = time.monotonic()
-        taken = []
-        for key, (when, line) in self.lines.items():
+        seconds = []
+        for second, when in self.seconds.items():
             if when > now:
                 break
-            taken.append(key)
-        return [self.lines.pop(key)[1] for key in taken]
+            seconds.append(second)
+        for second in seconds:
+            del self.seconds[second]
+        status = self.status_due is not None and self.status_due <= now
+        if status:
+            self.status_due = None
+        return seconds, status
 
 
 class Writer:
@@ -90,7 +105,7 @@ class Writer:
         # Rollups this release cannot read: never acknowledged, reported in /readyz.
         self.unreadable = Unreadable("rollup", log, forget_after=3 * settings.claim_idle)
         self.failed_attempts = 0
-        self.rewrites = Rewrites(settings.rewrite_after)
+        self.reemissions = Reemissions(settings.reemit_after)
         self.redis_ok = False
         self.schema_ok = False
 
@@ -133,8 +148,7 @@ class Writer:
                 self.redis_ok = True
                 while not self.stop.is_set():
                     await self.round()
-                    if lines := self.rewrites.due():
-                        await self.rewrite(lines)
+                    await self.reemit_due()
                     if time.monotonic() >= next_trim:
                         await trim_consumed(self.redis, self.stream)
                         next_trim = time.monotonic() + 10
@@ -149,7 +163,7 @@ class Writer:
 
     async def write(self, lines: list[str]) -> bool:
         """Write ``lines`` in ``INFLUXDB_BATCH_SIZE`` bodies until InfluxDB takes them; False when
-        stopped first. The points of a body that went unanswered on the way are kept for a rewrite."""
+        stopped first. The seconds of a body that went unanswered on the way are emitted again later."""
         size = self.settings.influxdb_batch_size
         for start in range(0, len(lines), size):
             chunk = lines[start : start + size]
@@ -169,15 +183,25 @@ class Writer:
             self.metrics.rejected.inc(len(rejected))
             self.metrics.points.inc(len(chunk) - len(rejected))
             self.failed_attempts = 0
-            refused = {item.index for item in rejected}
-            self.rewrites.written([line for i, line in enumerate(chunk) if i not in refused], self.influx.unsettled != unsettled)
+            if self.influx.unsettled != unsettled:
+                self.reemissions.written(chunk)
         return True
 
-    async def rewrite(self, lines: list[str]) -> None:
-        """Write again the newest values of points an unanswered write carried."""
-        if await self.write(lines):
-            self.metrics.rewritten.inc(len(lines))
-            log.info("rewrote points after an unanswered write", extra={"points": len(lines)})
+    async def reemit_due(self) -> None:
+        """Ask the aggregator to emit again the seconds (and status counts) whose time has come."""
+        seconds, status = self.reemissions.due()
+        if not seconds and not status:
+            return
+        dirty, dirty_status = rollup_dirty_keys(self.prefix)
+        pipe = self.redis.pipeline(transaction=True)
+        if seconds:
+            pipe.sadd(dirty, *seconds)
+        if status:
+            pipe.set(dirty_status, "1")
+        await pipe.execute()
+        self.metrics.reemitted.inc(len(seconds))
+        log.info("asked for seconds to be emitted again after an unanswered write",
+                 extra={"seconds": len(seconds), "status": status})
 
     async def newest_seqs(self, rollups: list[Rollup]) -> Superseded:
         """The newest emission seq Redis holds for every bucket in ``rollups``."""
