@@ -20,6 +20,7 @@ from redis import Redis
 from smartgrid_common.contracts import rollup_stream, summary_stream
 
 from aggregator.testing import free_port, ground_truth, make_readings, make_summaries, start_service, wait_until
+from ingest_harness import REDIS
 
 pytestmark = pytest.mark.integration
 
@@ -322,7 +323,8 @@ class HoldingProxy:
 def test_a_write_held_past_its_timeout_that_lands_after_a_newer_emission_is_overwritten_again(redis, names, tmp_path):
     """The writer times out on a write that InfluxDB stores later, after the next emission of the
     same seconds was written: the stale values must not stay. 8 s after InfluxDB took the write,
-    the writer has the aggregator emit those seconds again, and writes them last."""
+    the aggregator is asked to emit those seconds again (by whichever writer runs then), and they
+    are written last."""
     prefix, database = names
     readings = make_readings(meters=300, seconds=5, start=START, seed=17)
     truth = ground_truth(readings)
@@ -332,7 +334,8 @@ def test_a_write_held_past_its_timeout_that_lands_after_a_newer_emission_is_over
     pipeline = Pipeline(prefix, database, tmp_path)
     try:
         pipeline.start_aggregator()
-        pipeline.start_writer("w1", INFLUXDB_URL=proxy.url, SMARTGRID_INFLUXDB_TIMEOUT="1s", SMARTGRID_WRITER_REEMIT_AFTER="8s")
+        first = pipeline.start_writer("w1", INFLUXDB_URL=proxy.url, SMARTGRID_INFLUXDB_TIMEOUT="1s",
+                                      SMARTGRID_WRITER_REEMIT_AFTER="8s")
         publish(redis, prefix, summaries[: len(summaries) // 2])
         wait_until(lambda: len(influx_state(database)["seconds"]) > 0, 30, what="the first emission written (by the retry)")
         publish(redis, prefix, summaries[len(summaries) // 2 :])
@@ -340,10 +343,15 @@ def test_a_write_held_past_its_timeout_that_lands_after_a_newer_emission_is_over
         assert proxy.held_at is None, "the held write landed too soon for this test"
         wait_until(lambda: proxy.held_at is not None, 10, what="the held write to be stored")
         assert not matches_truth(database, truth)  # older values, stored last, replaced newer ones
+        # The writer dies before the seconds are due to be emitted again: the request waits in
+        # Redis, and the next writer (straight to InfluxDB) hands it to the aggregator.
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        pipeline.start_writer("w2", SMARTGRID_WRITER_REEMIT_AFTER="8s")
         wait_until(lambda: matches_truth(database, truth), 30, what="the seconds emitted again and written")
         metrics = httpx.get(f"http://127.0.0.1:{pipeline.writer_port}/metrics", timeout=5).text
         reemitted = [line for line in metrics.splitlines() if line.startswith("writer_seconds_reemitted_total ")]
-        assert reemitted and float(reemitted[0].split()[1]) >= 1
+        assert reemitted and float(reemitted[0].split()[1]) >= 1  # by the second writer
     except AssertionError:
         pipeline.dump_logs()
         print(explain(database, truth))
@@ -351,3 +359,39 @@ def test_a_write_held_past_its_timeout_that_lands_after_a_newer_emission_is_over
     finally:
         pipeline.stop()
         proxy.close()
+
+
+def test_seconds_to_emit_again_wait_in_redis_until_due_then_go_to_the_aggregator_s_next_emission(redis, names):
+    import asyncio
+
+    from redis.asyncio import Redis as AsyncRedis
+    from smartgrid_common.contracts import rollup_dirty_keys
+
+    from writer.builders import build_body
+    from writer.worker import Reemissions
+    from smartgrid_common.contracts import Rollup, SecondRollup
+
+    prefix, _ = names
+    dirty, dirty_status = rollup_dirty_keys(prefix)
+    lines = build_body([Rollup(1, 0, [SecondRollup(START, 1.0, 1, 1.0, 1.0), SecondRollup(START + 1, 1.0, 1, 1.0, 1.0)],
+                               status_second=START + 1, status_counts={"ok": 2})])
+
+    async def run() -> None:
+        client = AsyncRedis.from_url(REDIS)
+        try:
+            reemissions = Reemissions(client, prefix, after=1.0)
+            await reemissions.written(lines)
+            assert await reemissions.move_due() == (0, False)  # not due yet
+            assert redis.zcard(f"{prefix}:writer:reemit") == 3  # two seconds and the status
+            # Another replica's view of the same Redis hands them over once due.
+            other = Reemissions(client, prefix, after=1.0)
+            await asyncio.sleep(1.1)
+            assert await other.move_due() == (2, True)
+            assert await reemissions.move_due() == (0, False)  # taken once
+        finally:
+            await client.aclose()
+
+    asyncio.run(run())
+    assert redis.smembers(dirty) == {str(START).encode(), str(START + 1).encode()}
+    assert redis.get(dirty_status) == b"1"
+    assert redis.zcard(f"{prefix}:writer:reemit") == 0

@@ -42,24 +42,3 @@ def test_status_snapshots_of_other_seconds_are_kept_as_history():
     newest = Superseded(status=9, status_second=200)
     lines = build_body([rollup(3, 1.0, 100, {"ok": 1}), rollup(4, 1.0, 200, {"ok": 2})], newest)
     assert [line for line in lines if line.startswith("meter_status")] == ["meter_status,status=ok count=1.0 100"]
-
-
-def test_reemissions_keep_the_seconds_of_unsettled_writes_until_due(monkeypatch):
-    import writer.worker as worker
-
-    clock = [1000.0]
-    monkeypatch.setattr(worker.time, "monotonic", lambda: clock[0])
-    reemissions = worker.Reemissions(after=20.0)
-    old = build_body([rollup(1, 3.0, 100, {"ok": 4})])  # second 100: totals, a region, the status
-    later = build_body([Rollup(2, 0, [SecondRollup(101, 3.0, 2, 0.5, 2.5)])])
-    reemissions.written(old)  # due at 1020
-    clock[0] = 1010.0
-    reemissions.written(later)  # due at 1030
-    assert reemissions.due() == ([], False)
-    clock[0] = 1020.0
-    assert reemissions.due() == ([100], True) and reemissions.due() == ([], False)
-    reemissions.written(later[:1])  # second 101 again: due at 1040 now
-    clock[0] = 1035.0
-    assert reemissions.due() == ([], False)
-    clock[0] = 1040.0
-    assert reemissions.due() == ([101], False)

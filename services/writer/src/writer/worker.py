@@ -43,6 +43,26 @@ class Metrics:
         )
 
 
+# KEYS: the writer's due set (member: an event second, or 'status'; score: when due, epoch ms), the
+# aggregator's set of seconds to emit, its status flag. ARGV[1]: now, epoch ms. Moves what is due
+# from the first to the others, at most 5,000 at a time; returns {seconds moved, status moved}.
+REEMIT = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 5000)
+local seconds, status = 0, 0
+for _, member in ipairs(due) do
+  if member == 'status' then
+    redis.call('SET', KEYS[3], '1')
+    status = 1
+  else
+    redis.call('SADD', KEYS[2], member)
+    seconds = seconds + 1
+  end
+end
+if #due > 0 then redis.call('ZREM', KEYS[1], unpack(due)) end
+return {seconds, status}
+"""
+
+
 class Reemissions:
     """Event seconds (and status counts) to have emitted again, after a write of theirs went
     unanswered.
@@ -53,38 +73,31 @@ class Reemissions:
     another), the held one lands on top of it and InfluxDB keeps it. So ``after`` seconds after
     InfluxDB took such a write, the writer asks the aggregator to emit its seconds again: their
     whole current state, with a newer seq, which a writer then writes last.
+
+    The requests wait in Redis (``<prefix>:writer:reemit``, one member per second: bounded by the
+    seconds written in ``after``), so a writer that stops or dies before they are due leaves them
+    to the other replicas, or to its next start.
     """
 
-    def __init__(self, after: float) -> None:
+    def __init__(self, redis: Redis, prefix: str, after: float) -> None:
+        self.redis = redis
         self.after = after
-        self.seconds: dict[int, float] = {}  # event second -> when due; in due order
-        self.status_due: float | None = None
+        self.key = f"{prefix}:writer:reemit"
+        self.dirty_keys = rollup_dirty_keys(prefix)
+        self._move = redis.register_script(REEMIT)
 
-    def written(self, lines: list[str]) -> None:
+    async def written(self, lines: list[str]) -> None:
         """``lines`` were taken by InfluxDB after an attempt that went unanswered."""
-        due = time.monotonic() + self.after
-        for line in lines:
-            if line.startswith(STATUS_MEASUREMENT + ","):
-                self.status_due = due
-            else:
-                second = int(line[line.rindex(" ") + 1 :])
-                self.seconds.pop(second, None)  # re-inserted at the end: due later than the others
-                self.seconds[second] = due
+        due = int((time.time() + self.after) * 1000)
+        members = {
+            "status" if line.startswith(STATUS_MEASUREMENT + ",") else line[line.rindex(" ") + 1 :] for line in lines
+        }
+        await self.redis.zadd(self.key, dict.fromkeys(members, due))
 
-    def due(self) -> tuple[list[int], bool]:
-        """The seconds whose time has come, and whether the status counts' has; taken out."""
-        now = time.monotonic()
-        seconds = []
-        for second, when in self.seconds.items():
-            if when > now:
-                break
-            seconds.append(second)
-        for second in seconds:
-            del self.seconds[second]
-        status = self.status_due is not None and self.status_due <= now
-        if status:
-            self.status_due = None
-        return seconds, status
+    async def move_due(self) -> tuple[int, bool]:
+        """Hand what is due to the aggregator's next emission: (seconds, whether the status)."""
+        seconds, status = await self._move(keys=[self.key, *self.dirty_keys], args=[int(time.time() * 1000)])
+        return int(seconds), bool(status)
 
 
 class Writer:
@@ -105,7 +118,8 @@ class Writer:
         # Rollups this release cannot read: never acknowledged, reported in /readyz.
         self.unreadable = Unreadable("rollup", log, forget_after=3 * settings.claim_idle)
         self.failed_attempts = 0
-        self.reemissions = Reemissions(settings.reemit_after)
+        self.reemissions = Reemissions(redis, settings.redis_prefix, settings.reemit_after)
+        self._next_reemit = 0.0
         self.redis_ok = False
         self.schema_ok = False
 
@@ -184,24 +198,20 @@ class Writer:
             self.metrics.points.inc(len(chunk) - len(rejected))
             self.failed_attempts = 0
             if self.influx.unsettled != unsettled:
-                self.reemissions.written(chunk)
+                await self.reemissions.written(chunk)
         return True
 
     async def reemit_due(self) -> None:
-        """Ask the aggregator to emit again the seconds (and status counts) whose time has come."""
-        seconds, status = self.reemissions.due()
-        if not seconds and not status:
+        """Once a second: ask the aggregator to emit again the seconds (and status counts) whose
+        time has come, this replica's or another's."""
+        if time.monotonic() < self._next_reemit:
             return
-        dirty, dirty_status = rollup_dirty_keys(self.prefix)
-        pipe = self.redis.pipeline(transaction=True)
-        if seconds:
-            pipe.sadd(dirty, *seconds)
-        if status:
-            pipe.set(dirty_status, "1")
-        await pipe.execute()
-        self.metrics.reemitted.inc(len(seconds))
-        log.info("asked for seconds to be emitted again after an unanswered write",
-                 extra={"seconds": len(seconds), "status": status})
+        self._next_reemit = time.monotonic() + 1.0
+        seconds, status = await self.reemissions.move_due()
+        if seconds or status:
+            self.metrics.reemitted.inc(seconds)
+            log.info("asked for seconds to be emitted again after an unanswered write",
+                     extra={"seconds": seconds, "status": status})
 
     async def newest_seqs(self, rollups: list[Rollup]) -> Superseded:
         """The newest emission seq Redis holds for every bucket in ``rollups``."""
