@@ -274,6 +274,7 @@ class HoldingProxy:
 
         upstream = httpx.Client(base_url=target, timeout=30)
         self.held_at: float | None = None  # when the held write was stored, once it was
+        self.holding = False  # the write to hold has come
         holding = threading.Lock()
         proxy = self
 
@@ -286,8 +287,7 @@ class HoldingProxy:
                 held = False
                 if self.path.startswith("/write") and marker in plain:
                     with holding:
-                        held = proxy.held_at is None and not getattr(proxy, "holding", False)
-                        proxy.holding = True
+                        held, proxy.holding = not proxy.holding, True
                 if held:
                     time.sleep(hold)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length", "connection")}

@@ -125,7 +125,8 @@ class InfluxClient:
         # a replica, and stores it when it can), or stored them on fewer replicas (hinted handoff
         # delivers the rest later). Such a write can land after a newer write of the same point,
         # and InfluxDB keeps the last one: a caller that overwrites points compares this count
-        # around its writes and writes the newest values again later (the writer does).
+        # around its writes and has them written again later (the writer has the aggregator emit
+        # their seconds again).
         self.unsettled = 0
         self.nodes: list[Node] = []
         for url, userinfo in parse_influx_urls(settings.influxdb_url):
