@@ -124,23 +124,34 @@ def serve(app: FastAPI, host: str, port: int, metrics_port: int | None = None) -
     ``metrics_port`` (None or ``port``: one port for everything): the port of the health,
     readiness and metrics routes, which then answer there only (:class:`PortSplit`).
 
-    A SIGTERM or SIGINT shuts down gracefully (lifespan shutdown runs) and the process exits 0:
-    uvicorn re-raises the signal after its shutdown, and the handler installed here turns that
-    into a normal exit, which is what Kubernetes and process supervisors expect. Open requests are
-    told by ``app.state.stopping``; any still open ``HTTP_SHUTDOWN_TIMEOUT_S`` later are cancelled
-    (uvicorn would otherwise wait for them without end).
+    A SIGTERM or SIGINT shuts down gracefully (lifespan shutdown runs) and the process exits 0,
+    which is what Kubernetes and process supervisors expect, whenever it comes: uvicorn handles it
+    while it serves, and the handler installed here before (and after: uvicorn re-raises the
+    signal once it is done) only marks the server as stopping. It raises nothing: a signal that
+    comes while uvicorn builds its event loop, before its own handlers exist, must not break the
+    loop's construction; uvicorn then starts, sees the mark and shuts down at once. Open requests
+    are told by ``app.state.stopping``; any still open ``HTTP_SHUTDOWN_TIMEOUT_S`` later are
+    cancelled (uvicorn would otherwise wait for them without end).
     """
-    for stop_signal in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(stop_signal, lambda *_: sys.exit(0))
     config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="on",
                             timeout_graceful_shutdown=HTTP_SHUTDOWN_TIMEOUT_S)
     server = _Server(config)
+    stop_signals: list[int] = []
+
+    def stop(sig: int, frame: Any) -> None:
+        stop_signals.append(sig)
+        server.should_exit = True
+
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, stop)
     if metrics_port is None or metrics_port == port:
         server.run()
     else:
         sockets = [bind(host, port), bind(host, metrics_port)]
         app.add_middleware(PortSplit, metrics_port=sockets[1].getsockname()[1], paths=ops_paths(app))
         server.run(sockets=sockets)
+    if stop_signals:
+        sys.exit(0)
     if not server.started:  # as uvicorn.run: the port was taken, or the lifespan startup failed
         sys.exit(STARTUP_FAILURE)
 
