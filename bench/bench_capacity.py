@@ -122,6 +122,8 @@ def run(rate: int, seconds: float, warmup: float, meters: int, workers: int) -> 
         redis = redis_client.Redis.from_url(REDIS)
         stats_key = f"{names.prefix}:agg:stats"
         began = time.monotonic()
+        ingest_pids = [ingest.process.pid, *(child.pid for child in psutil.Process(ingest.process.pid).children(recursive=True))]
+        threads0 = benchlib.thread_times(ingest_pids)
         cpu0, box0, committed0, produced0 = account.snapshot(), benchlib.box_busy_seconds(), ingest.totals().get("committed", 0), topic_end(names.topic)
         totals0 = ingest.totals()
         applied0 = int(redis.hget(stats_key, "applied") or 0)
@@ -130,6 +132,7 @@ def run(rate: int, seconds: float, warmup: float, meters: int, workers: int) -> 
             time.sleep(min(5.0, seconds - (time.monotonic() - began)))
             progress.append((time.monotonic() - began, ingest.totals().get("committed", 0)))
         cpu1, box1 = account.snapshot(), benchlib.box_busy_seconds()
+        ingest_threads = benchlib.thread_rows(threads0, benchlib.thread_times(ingest_pids), ingest_pids)
         committed1, produced1 = ingest.totals().get("committed", 0), topic_end(names.topic)
         totals1 = ingest.totals()
         read_again = totals1.get("read_again", 0) - totals0.get("read_again", 0)
@@ -183,6 +186,12 @@ def run(rate: int, seconds: float, warmup: float, meters: int, workers: int) -> 
             line(name, cpu[name], account.processes(name))
         line("whole box (everything)", box)
         line("  of which not listed above", box - pipeline_total - sum(cpu[name] for name in APART))
+        print(f"  ingest per thread (threads named in the OS; the HTTP process is pid {ingest.process.pid}; "
+              f"CPU counted in ticks of {1000 / benchlib.TICK:.0f} ms):")
+        print(f"    {'thread':<16} {'pid':>7} {'µs CPU/reading':>15} {'wake-ups/s':>11}")
+        for name, pid, _tid, seconds_cpu, wakeups in ingest_threads:
+            if seconds_cpu > 0:
+                print(f"    {name:<16} {pid:>7} {seconds_cpu / committed * 1e6:>15.2f} {wakeups / elapsed:>11.1f}")
         restarted = [name for name in servers if account.processes(name) > 1]
         if restarted:
             print(f"  WARNING: restarted during the run by other work on the machine: {', '.join(restarted)}; figures suspect")
@@ -197,6 +206,8 @@ def run(rate: int, seconds: float, warmup: float, meters: int, workers: int) -> 
             "cpu_seconds": cpu, "pipeline_total_cpu_seconds": pipeline_total, "box_busy_cpu_seconds": box,
             "us_per_reading": {name: value / committed * 1e6 for name, value in cpu.items()}
             | {"pipeline total": pipeline_total / committed * 1e6, "whole box": box / committed * 1e6},
+            "ingest_threads": [{"thread": name, "pid": pid, "us_per_reading": seconds_cpu / committed * 1e6,
+                                "wakeups_per_s": wakeups / elapsed} for name, pid, _tid, seconds_cpu, wakeups in ingest_threads],
             "processes": {name: account.processes(name) for name in groups}, "restarted": restarted, "logs": str(logs),
         }
     finally:

@@ -14,7 +14,6 @@ names them), and removes what it created. Run with the stack up (``scripts/stack
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -24,32 +23,9 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
 
+import benchlib  # noqa: E402
 from aggregator.testing import free_port, start_service  # noqa: E402
 from ingest_harness import INFLUX, REDIS, IngestProcess, Names  # noqa: E402
-
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def threads(pids: list[int]) -> dict[tuple[int, int], tuple[str, float, int]]:
-    """(pid, tid) -> (thread name, CPU seconds, voluntary context switches)."""
-    out = {}
-    for pid in pids:
-        try:
-            tids = os.listdir(f"/proc/{pid}/task")
-        except OSError:
-            continue
-        for tid in tids:
-            base = f"/proc/{pid}/task/{tid}"
-            try:
-                stat = Path(f"{base}/stat").read_text().rsplit(")", 1)[1].split()
-                name = Path(f"{base}/comm").read_text().strip()
-                status = Path(f"{base}/status").read_text()
-            except OSError:
-                continue
-            switches = int(status.split("voluntary_ctxt_switches:")[1].split()[0])
-            out[(pid, int(tid))] = (name, (int(stat[11]) + int(stat[12])) / TICK, switches)
-    return out
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -74,23 +50,20 @@ def main() -> None:
             for service, pid in roots.items()
         }
         every = [pid for pids in groups.values() for pid in pids]
-        before = threads(every)
+        before = benchlib.thread_times(every)
         time.sleep(args.seconds)
-        after = threads(every)
+        after = benchlib.thread_times(every)
         print(f"idle cost over {args.seconds:.0f} s, no traffic (ingest: 32 partitions assigned); "
               f"per second: CPU in ms, wake-ups (voluntary context switches)")
         for service, pids in groups.items():
-            rows = []
-            for key, (name, cpu, switches) in after.items():
-                if key[0] in pids and key in before:
-                    rows.append((name, key, (cpu - before[key][1]) / args.seconds * 1000,
-                                 (switches - before[key][2]) / args.seconds))
-            total_cpu, total_wakeups = sum(r[2] for r in rows), sum(r[3] for r in rows)
+            rows = [(name, pid, tid, cpu / args.seconds * 1000, switches / args.seconds)
+                    for name, pid, tid, cpu, switches in benchlib.thread_rows(before, after, pids)]
+            total_cpu, total_wakeups = sum(r[3] for r in rows), sum(r[4] for r in rows)
             print(f"  {service:<12} {total_cpu:6.2f} ms/s  {total_wakeups:6.1f} wake-ups/s")
-            for name, (pid, tid), cpu, wakeups in sorted(rows, key=lambda r: -r[2]):
+            for name, pid, tid, cpu, wakeups in rows:
                 if cpu > 0 or wakeups >= 1:
                     print(f"      {name:<16} pid {pid:<7} tid {tid:<7} {cpu:6.2f} ms/s  {wakeups:6.1f} wake-ups/s")
-        print(f"  (CPU time is counted in ticks of {1000 / TICK:.0f} ms: below {1000 / TICK / args.seconds:.2f} ms/s "
+        print(f"  (CPU time is counted in ticks of {1000 / benchlib.TICK:.0f} ms: below {1000 / benchlib.TICK / args.seconds:.2f} ms/s "
               f"a thread shows 0)")
     finally:
         ingest.process.terminate()

@@ -6,6 +6,8 @@
   (psutil), each group a list of root processes and, optionally, their descendants; it samples in
   the background so that a process that exits (a restarted worker) keeps the CPU it used;
 - :func:`box_busy_seconds` is the whole machine's busy CPU time, to show what else ran;
+- :func:`thread_times` reads each thread's CPU time and wake-ups, :func:`thread_rows` the
+  difference between two readings, per thread (ingest names its threads in the OS);
 - :func:`start_simulator` runs the meter simulator as a process of its own (the load generator,
   whose CPU is then counted apart from the system under test).
 
@@ -125,6 +127,39 @@ class CpuAccount(threading.Thread):
         self.stop.set()
         if self.is_alive():
             self.join(5)
+
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def thread_times(pids: Iterable[int]) -> dict[tuple[int, int], tuple[str, float, int]]:
+    """(pid, tid) -> (thread name, CPU seconds, voluntary context switches: its wake-ups), from /proc."""
+    out = {}
+    for pid in pids:
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            base = f"/proc/{pid}/task/{tid}"
+            try:
+                stat = Path(f"{base}/stat").read_text().rsplit(")", 1)[1].split()
+                name = Path(f"{base}/comm").read_text().strip()
+                status = Path(f"{base}/status").read_text()
+            except OSError:
+                continue
+            switches = int(status.split("voluntary_ctxt_switches:")[1].split()[0])
+            out[(pid, int(tid))] = (name, (int(stat[11]) + int(stat[12])) / TICK, switches)
+    return out
+
+
+def thread_rows(before: dict, after: dict, pids: Iterable[int]) -> list[tuple[str, int, int, float, int]]:
+    """Threads of ``pids`` seen in both readings of :func:`thread_times`: (name, pid, tid, CPU
+    seconds, wake-ups) between them, the busiest first."""
+    pids = set(pids)
+    rows = [(name, key[0], key[1], cpu - before[key][1], switches - before[key][2])
+            for key, (name, cpu, switches) in after.items() if key[0] in pids and key in before]
+    return sorted(rows, key=lambda row: -row[3])
 
 
 def box_busy_seconds() -> float:

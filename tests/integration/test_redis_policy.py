@@ -1,4 +1,5 @@
-"""Every service refuses to start on a Redis that may evict keys, and says what to set."""
+"""Redis as the services use it: every service refuses to start on a Redis that may evict keys, and
+says what to set; ingest sends its large checkpoints without copying them."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import subprocess
 import pytest
 import redis
 from aggregator.testing import free_port, start_service, wait_until
+from ingest_harness import REDIS
 
 pytestmark = pytest.mark.integration
 
@@ -55,3 +57,19 @@ def test_a_service_refuses_to_start_on_a_redis_that_may_evict_keys(service, evic
     finally:
         process.terminate()
         process.wait(30)
+
+
+def test_a_checkpoint_sized_argument_is_sent_as_it_is_and_small_commands_still_round_trip(prefix):
+    """Ingest's publisher packs a command with a large argument without copying it (its
+    checkpoints are megabytes): the packed command holds the very object; Redis stores it whole."""
+    from smartgrid_common.redisdb import LARGE_ARGUMENT, LargeArgumentsUncopied
+
+    packer = LargeArgumentsUncopied()
+    large, small = b"\x00\xff" * LARGE_ARGUMENT, b"v" * 100
+    assert any(chunk is large for chunk in packer.pack("SET", "k", large))
+    client = redis.Redis.from_url(REDIS, command_packer=packer)
+    key = f"{prefix}:large-argument"
+    assert client.pipeline().set(key, large).get(key).execute() == [True, large]
+    assert client.set(key, small) and client.get(key) == small
+    script = client.register_script("redis.call('SET', KEYS[1], ARGV[1]) return redis.call('STRLEN', KEYS[1])")
+    assert script(keys=[key], args=[large]) == len(large)

@@ -13,12 +13,38 @@ import logging
 import time
 
 import redis
+from redis._parsers import Encoder
+from redis.connection import PythonRespSerializer
 
 from .settings import ConfigError, RedisSettings
 
 log = logging.getLogger(__name__)
 
 SAFE_POLICY = "noeviction"
+
+
+LARGE_ARGUMENT = 64 * 1024
+"""Bytes above which an argument is sent as it is, not copied into the packed command."""
+
+
+class LargeArgumentsUncopied:
+    """A redis-py command packer for clients that send large values (ingest's meter-state
+    checkpoints, megabytes each): a command with an argument over ``LARGE_ARGUMENT`` bytes is
+    packed by redis-py's Python serializer, which sends such an argument as it is; any other
+    command by hiredis's, the fastest for small arguments. hiredis's copies every argument into
+    the packed command, three times over: 26 ms of CPU for an 11 MB checkpoint, against 4 ms
+    (measured with a throwaway script, 20 calls each way, 2026-12-03). Pass it as
+    ``redis.Redis(..., command_packer=LargeArgumentsUncopied())``.
+    """
+
+    def __init__(self) -> None:
+        self._python = PythonRespSerializer(6000, Encoder("utf-8", "strict", False).encode)
+        self._small = redis.connection.HiredisRespSerializer() if redis.connection.HIREDIS_AVAILABLE else self._python
+
+    def pack(self, *args):
+        if any(isinstance(arg, (bytes, memoryview)) and len(arg) > LARGE_ARGUMENT for arg in args):
+            return self._python.pack(*args)
+        return self._small.pack(*args)
 
 
 def redis_address(settings: RedisSettings) -> str:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from . import records
 from ._hotpath import Polled, Reader
 from .handoff import HandOff
+from .priority import name_os_thread
 from .publisher import Entry, Publisher, Resume
 from .schedule import PublishSchedule
 from .settings import IngestSettings
@@ -145,6 +146,7 @@ class LivePath(threading.Thread):
     # ---- the live thread ------------------------------------------------------------------
 
     def run(self) -> None:
+        name_os_thread()
         try:
             self._loop()
         except BaseException as error:  # noqa: BLE001 - reported to the worker, which exits

@@ -17,6 +17,7 @@ import redis
 from confluent_kafka import OFFSET_BEGINNING
 from smartgrid_common.backoff import redis_backoff
 from smartgrid_common.contracts import summary_stream
+from smartgrid_common.redisdb import LargeArgumentsUncopied
 
 from .settings import IngestSettings
 from .stats import WorkerStats
@@ -86,6 +87,7 @@ class Publisher:
             socket_timeout=10,
             socket_connect_timeout=5,
             health_check_interval=30,
+            command_packer=LargeArgumentsUncopied(),  # checkpoints are megabytes
         )
         self.failures = 0
         self._hard_stop = hard_stop

@@ -11,8 +11,8 @@ from .settings import IngestSettings
 # after FETCH_WAIT_MS. With the broker's default of 1 byte, a partition set read at a moderate
 # rate is fetched in responses of a few records each, which costs the broker and the reader a
 # round trip per handful of records; this bounds the added delay to FETCH_WAIT_MS instead.
-FETCH_WAIT_MS = 50
-FETCH_MIN_BYTES = 256 * 1024
+FETCH_WAIT_MS = 100
+FETCH_MIN_BYTES = 1024 * 1024
 
 log = logging.getLogger("ingest.kafka")
 

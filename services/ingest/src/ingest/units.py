@@ -27,6 +27,7 @@ from smartgrid_common.influx import InfluxClient, Rejected
 
 from ._hotpath import Lines
 from .deadletters import DeadLetters
+from .priority import name_os_thread
 from .settings import IngestSettings
 from .stats import WorkerStats
 
@@ -73,7 +74,8 @@ class WriteUnits:
         self._read_records = read_records
         self._hard_stop = hard_stop
         self.influx = InfluxClient(settings)
-        self.writes = ThreadPoolExecutor(settings.influxdb_concurrency, thread_name_prefix="influx-write")
+        self.writes = ThreadPoolExecutor(settings.influxdb_concurrency, thread_name_prefix="influx-write",
+                                         initializer=name_os_thread)
         self.open = Unit()
         self.pending: collections.deque[Unit] = collections.deque()  # submitted, in order
         self._finishing: queue.Queue[Unit | None] = queue.Queue()
@@ -131,6 +133,7 @@ class WriteUnits:
         return rejected
 
     def _finish_loop(self) -> None:
+        name_os_thread()
         while True:
             unit = self._finishing.get()
             if unit is None:

@@ -15,6 +15,7 @@ from smartgrid_common.logs import setup_logging
 from smartgrid_common.settings import load_settings
 
 from .assignment import format_ranges
+from .priority import name_os_thread
 from .settings import IngestSettings
 from .stats import WorkerStats
 
@@ -63,6 +64,7 @@ def worker_main(worker: int, partitions: list[int] | None, reports, stop, hard_s
     settings = load_settings(IngestSettings)
     setup_logging("ingest", settings.log_level)
     exit_with_parent(parent_pid)
+    name_os_thread(f"worker-{worker}")  # the worker thread (and the process, as ps shows it)
     # The HTTP process decides when to stop (Ctrl-C reaches the whole process group).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     local_stop, local_hard_stop = threading.Event(), threading.Event()
@@ -70,6 +72,7 @@ def worker_main(worker: int, partitions: list[int] | None, reports, stop, hard_s
     stats = WorkerStats(worker)
 
     def report() -> None:
+        name_os_thread()
         # Mirror the supervisor's process-shared events into thread events. Only is_set() is used
         # on the shared ones: waiting on them from a process that may die wedges Event.set().
         while not local_hard_stop.is_set():
