@@ -62,10 +62,13 @@ bench-capacity: ## CPU per reading of every process at a steady load (ARGS="--ra
 bench-idle: ## CPU and wake-ups per second of each service's threads with no traffic (the fixed cost behind CPU per reading at low rates)
 	$(UV) run --no-sync python bench/bench_idle.py $(ARGS)
 
+bench-fetch: ## The live reader's CPU (and the Kafka broker's) per reading for each fetch setting, same live load, one run
+	$(UV) run --no-sync python bench/bench_fetch.py $(ARGS)
+
 bench-peers: ## The same records through this product, Telegraf and Quix Streams into InfluxDB (builds the peers once)
 	$(UV) run --no-sync python bench/bench_peers.py $(ARGS)
 
 bench-influx-cluster: ## InfluxDB single node vs a 2-data-node InfluxDB Cluster, replication 1 and 2: throughput and influxd CPU per point (docs/scaling.md)
 	$(UV) run --no-sync python bench/bench_influx_cluster.py $(ARGS)
 
-.PHONY: help install stack-up stack-down run unit test images bench-ingest bench-aggregator bench-freshness bench-read-once bench-aggregations bench-capacity bench-idle bench-peers bench-dashboard bench-influx-cluster
+.PHONY: help install stack-up stack-down run unit test images bench-ingest bench-aggregator bench-freshness bench-read-once bench-aggregations bench-capacity bench-idle bench-fetch bench-peers bench-dashboard bench-influx-cluster

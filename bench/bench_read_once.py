@@ -27,7 +27,8 @@ import uuid
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from ingest._hotpath import Processor, Reader
-from ingest.records import FETCH_MIN_BYTES, FETCH_WAIT_MS
+from ingest.records import FETCH_MIN_BYTES
+from ingest.settings import IngestSettings
 from simulator import generate, produce
 
 BROKERS = "127.0.0.1:9092"
@@ -40,6 +41,7 @@ CONFIG = {
     "enable.partition.eof": "false",
     "queued.max.messages.kbytes": "16384",
 }
+FETCH_WAIT_MS = round(IngestSettings.model_fields["kafka_fetch_wait"].default * 1000)  # as shipped
 NATIVE = CONFIG | {"fetch.wait.max.ms": str(FETCH_WAIT_MS), "fetch.min.bytes": str(FETCH_MIN_BYTES)}
 
 

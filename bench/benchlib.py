@@ -70,7 +70,8 @@ def stack_servers(brokers: str, influxdb: str, redis: str) -> dict[str, PortProc
     return {role: PortProcess(role, port) for role, port in ports.items()}
 
 
-def _cpu(process: psutil.Process) -> float:
+def cpu_seconds(process: psutil.Process) -> float:
+    """User + system CPU seconds of ``process`` so far."""
     times = process.cpu_times()
     return times.user + times.system
 
@@ -102,7 +103,7 @@ class CpuAccount(threading.Thread):
                 for process in members:
                     try:
                         key = (process.pid, process.create_time())
-                        value = _cpu(process)
+                        value = cpu_seconds(process)
                     except psutil.Error:
                         continue
                     with self.lock:

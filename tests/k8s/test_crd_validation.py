@@ -47,6 +47,7 @@ def _with(path: str, value):
         ("kafka.bootstrapServers", None),
         ("ingest.assignment", "roundrobin"),
         ("ingest.batchTimeout", "soon"),
+        ("ingest.fetchWait", "a while"),
         ("ingest.shutdownTimeout", "forever"),
         ("influxdb.url", "influxdb:8086"),
         ("kafka.security", {"protocol": "SASL_SSL"}),

@@ -118,6 +118,7 @@ def build_config_data(spec: Spec) -> dict[str, str]:
         "KAFKA_CONSUMER_COUNT": str(ingest["consumerCount"]),
         "KAFKA_BATCH_SIZE": str(ingest["batchSize"]),
         "KAFKA_BATCH_TIMEOUT": ingest["batchTimeout"],
+        "SMARTGRID_KAFKA_FETCH_WAIT": ingest["fetchWait"],
         "PROCESSOR_WORKER_COUNT": str(ingest["workerCount"]),
         "PROCESSOR_QUEUE_SIZE": str(ingest["queueSize"]),
         # Nothing is published that nobody reads: no aggregator, no summaries; no writer, no

@@ -72,6 +72,8 @@ def test_explicit_partition_list_wins(monkeypatch):
         ("KAFKA_BROKERS", "localhost", "is not host:port"),
         ("KAFKA_BATCH_TIMEOUT", "soon", "KAFKA_BATCH_TIMEOUT is invalid"),
         ("KAFKA_BATCH_SIZE", "0", "KAFKA_BATCH_SIZE is invalid"),
+        ("SMARTGRID_KAFKA_FETCH_WAIT", "soon", "SMARTGRID_KAFKA_FETCH_WAIT is invalid"),
+        ("SMARTGRID_KAFKA_FETCH_WAIT", "10m", "SMARTGRID_KAFKA_FETCH_WAIT is invalid"),
         ("PROCESSOR_WORKER_COUNT", "many", "PROCESSOR_WORKER_COUNT is invalid"),
         ("PROCESSOR_ENABLE_AGGREGATIONS", "maybe", "set it to true or false"),
         ("INFLUXDB_BATCH_SIZE", "-5", "INFLUXDB_BATCH_SIZE is invalid"),
@@ -85,6 +87,16 @@ def test_bad_configuration_stops_start_up_naming_the_variable(monkeypatch, capsy
     with pytest.raises(ConfigError):
         load_settings(IngestSettings)
     assert fragment in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("value", "wait_ms"), [(None, "100"), ("250ms", "250"), ("0", "0"), ("1s", "1000")])
+def test_the_readers_fetch_wait_is_set_by_its_variable(monkeypatch, value, wait_ms):
+    from ingest.records import FETCH_MIN_BYTES, reader_config
+
+    if value is not None:
+        monkeypatch.setenv("SMARTGRID_KAFKA_FETCH_WAIT", value)
+    config = reader_config(load_settings(IngestSettings), "live")
+    assert (config["fetch.wait.max.ms"], config["fetch.min.bytes"]) == (wait_ms, str(FETCH_MIN_BYTES))
 
 
 def test_sasl_without_user_is_refused_and_password_never_shown(monkeypatch, capsys):

@@ -8,10 +8,12 @@ from ._hotpath import Polled, Processor
 from .settings import IngestSettings
 
 # The readers fetch in sizeable responses: a fetch returns when it holds FETCH_MIN_BYTES, or
-# after FETCH_WAIT_MS. With the broker's default of 1 byte, a partition set read at a moderate
-# rate is fetched in responses of a few records each, which costs the broker and the reader a
-# round trip per handful of records; this bounds the added delay to FETCH_WAIT_MS instead.
-FETCH_WAIT_MS = 100
+# after SMARTGRID_KAFKA_FETCH_WAIT (100 ms by default). With the broker's default of 1 byte, a
+# partition set read at a moderate rate is fetched in responses of a few records each, which costs
+# the broker and the reader a round trip per handful of records. At 20k readings/s on 32
+# partitions (`make bench-fetch`, bench/README.md): the reader's threads cost 2.68 µs per reading
+# with 256 KiB and 50 ms, 2.20 with 1 MiB and 100 ms, 2.01 with 200 ms; the live view's freshness
+# did not change measurably from 50 to 100 ms (bench_freshness at 20k/s: p99 539 and 570 ms).
 FETCH_MIN_BYTES = 1024 * 1024
 
 log = logging.getLogger("ingest.kafka")
@@ -40,7 +42,7 @@ def reader_config(settings: IngestSettings, suffix: str) -> dict[str, str]:
         "enable.auto.offset.store": "false",
         "auto.offset.reset": "earliest",
         "enable.partition.eof": "false",
-        "fetch.wait.max.ms": str(FETCH_WAIT_MS),
+        "fetch.wait.max.ms": str(round(settings.kafka_fetch_wait * 1000)),
         "fetch.min.bytes": str(FETCH_MIN_BYTES),
         "queued.max.messages.kbytes": "16384",
     }

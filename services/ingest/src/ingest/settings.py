@@ -27,6 +27,10 @@ class IngestSettings(ServiceSettings, InfluxSettings, RedisSettings, EventTimeSe
     kafka_batch_size: int = env("KAFKA_BATCH_SIZE", 10000, gt=0, le=1_000_000)
     # Longest a consume call waits to fill a batch.
     kafka_batch_timeout: Duration = env("KAFKA_BATCH_TIMEOUT", 0.5)
+    # Longest the broker holds a fetch to fill it (librdkafka's fetch.wait.max.ms; the fetch also
+    # returns once it holds FETCH_MIN_BYTES): the delay added to the live view at low rates, and
+    # fewer, fuller fetches for the reader and the broker (see records.py).
+    kafka_fetch_wait: Duration = env("SMARTGRID_KAFKA_FETCH_WAIT", 0.1, ge=0, le=300)
     # Worker processes per pod; each owns a share of the pod's partitions.
     processor_worker_count: int = env("PROCESSOR_WORKER_COUNT", 1, ge=1, le=64)
     # Most messages a worker holds between consume and commit; above it, fetching pauses.
