@@ -63,17 +63,47 @@ def test_a_replay_of_published_records_rebuilds_the_seen_seconds_without_countin
     assert new_meters(summary) == {(S, "north"): 1}
 
 
-def test_a_checkpoint_of_an_older_release_without_seen_seconds_still_restores():
+def json_checkpoint(seen: dict[str, int] | None) -> bytes:
+    """A checkpoint as releases before the binary format wrote it (JSON): meter "a" of region
+    north, status ok, last heard at T0; with ``seen``, each meter's ring marks that second."""
     import json
 
-    before = processor()
-    Feed(before).batch(reading("a", T0, 1.0))
-    snapshot = json.loads(before.snapshot(0))
-    del snapshot["seen"]
+    snapshot = {"watermark_ms": T0, "meters": {"a": ["north", "ok", T0, False]}}
+    if seen is not None:
+        words = (300 + 2 + 63) // 64  # the ring of a 300 s late window
+        rings = {}
+        for meter, second in seen.items():
+            bits, slot = [0] * words, second % (words * 64)
+            bits[slot // 64] |= 1 << (slot % 64)
+            rings[meter] = [second, bits]
+        snapshot["seen"] = rings
+    return json.dumps(snapshot).encode()
+
+
+def test_a_json_checkpoint_of_an_earlier_release_restores_its_seen_seconds():
     restarted = processor()
-    restarted.resume(0, published_upto=0, snapshot=json.dumps(snapshot).encode())
+    restarted.resume(0, published_upto=0, snapshot=json_checkpoint({"a": S}))
+    summary = Feed(restarted, offset=1).batch(reading("a", T0 + 10, 1.0), reading("a", T0 + 1_000, 1.0))
+    assert new_meters(summary) == {(S, "north"): 0, (S + 1, "north"): 1}  # a was seen in S already
+    assert restarted.snapshot(0).startswith(b"SGMS")  # and it is checkpointed in the binary format
+
+
+def test_a_checkpoint_of_an_older_release_without_seen_seconds_still_restores():
+    restarted = processor()
+    restarted.resume(0, published_upto=0, snapshot=json_checkpoint(None))
     summary = Feed(restarted, offset=1).batch(reading("a", T0 + 1_000, 1.0))
     assert new_meters(summary) == {(S + 1, "north"): 1}
+
+
+def test_a_checkpoint_restores_to_the_same_state_and_a_damaged_one_is_refused():
+    before = processor()
+    Feed(before).batch(reading("a", T0, 1.0), reading("b", T0 + 2_000, 1.0, region="south", status="fault"))
+    snapshot = before.snapshot(0)
+    restarted = processor()
+    restarted.resume(0, published_upto=1, snapshot=snapshot)
+    assert restarted.snapshot(0) == snapshot
+    with pytest.raises(ValueError, match="bad snapshot"):
+        processor().resume(0, published_upto=1, snapshot=snapshot[: len(snapshot) // 2])
 
 
 @pytest.mark.parametrize("late_window_ms", [1_000, 64_000, 300_000, 3_600_000])

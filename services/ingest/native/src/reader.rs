@@ -317,7 +317,7 @@ impl Reader {
                     let bound = bounds.get(&partition).copied();
                     // The bound is reached at its last record, or at a record past it (offsets can
                     // skip): the partition is paused there, and what was prefetched past it is left.
-                    let mut reach = |polled: &mut Polled| {
+                    let reach = |polled: &mut Polled| {
                         if !polled.reached.contains(&partition) {
                             polled.reached.push(partition);
                             let mut list = TopicPartitionList::new();

@@ -11,6 +11,7 @@
 use crate::record::Reading;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 struct SecondAcc {
@@ -140,9 +141,9 @@ impl SeenSeconds {
     }
 }
 
-/// Meter state as stored in a checkpoint: names, not indices (indices are per process). `seen`
+/// The JSON checkpoint of releases before [`Packed`], still restored: names, not indices. `seen`
 /// (absent in checkpoints of releases before it) holds each meter's ring as `(upto, words)`.
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct Snapshot {
     watermark_ms: Option<i64>,
     meters: HashMap<String, (String, String, i64, bool)>,
@@ -150,38 +151,33 @@ struct Snapshot {
     seen: HashMap<String, (i64, Vec<u64>)>,
 }
 
-/// A `Snapshot` of a partition's state, serialized straight from it.
-struct SnapshotOf<'a>(&'a PartitionState);
-struct MetersOf<'a>(&'a PartitionState);
-struct SeenOf<'a>(&'a PartitionState);
+/// The first bytes of a checkpoint in the binary format ([`Packed`]); a checkpoint without them is
+/// the JSON [`Snapshot`] of releases before it, which is still restored.
+const PACKED_MAGIC: &[u8] = b"SGMS\x01";
 
-impl Serialize for SnapshotOf<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct;
-        let mut out = serializer.serialize_struct("Snapshot", 3)?;
-        out.serialize_field("watermark_ms", &self.0.watermark_ms)?;
-        out.serialize_field("meters", &MetersOf(self.0))?;
-        out.serialize_field("seen", &SeenOf(self.0))?;
-        out.end()
-    }
+/// Meter state as stored in a checkpoint (postcard, after [`PACKED_MAGIC`]): the labels once, then
+/// per meter its id, its region and status as indices into them, its last reading's time, whether
+/// it is silent, and its ring of seen seconds. 100k meters of the simulator: 3.4 MB and ~10 ms of
+/// CPU to write, against 9.9 MB and 13-26 ms as JSON (2026-12-03); what is left is mostly the walk
+/// over the meters' strings and rings, one cache miss each.
+#[derive(Serialize, Deserialize)]
+struct Packed<'a> {
+    watermark_ms: Option<i64>,
+    #[serde(borrow)]
+    labels: Vec<&'a str>,
+    #[serde(borrow)]
+    meters: Vec<PackedMeter<'a>>,
 }
 
-impl Serialize for MetersOf<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let state = self.0;
-        serializer.collect_map(state.meters.iter().zip(&state.meter_names).map(|(m, name)| {
-            (name.as_str(), (state.labels.name(m.region), state.labels.name(m.status), m.last_ms, m.silent))
-        }))
-    }
-}
-
-impl Serialize for SeenOf<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let state = self.0;
-        serializer.collect_map(
-            state.meters.iter().zip(&state.meter_names).filter_map(|(m, name)| m.seen.upto.map(|upto| (name.as_str(), (upto, &m.seen.bits)))),
-        )
-    }
+#[derive(Serialize, Deserialize)]
+struct PackedMeter<'a> {
+    id: &'a str,
+    region: u32,
+    status: u32,
+    last_ms: i64,
+    silent: bool,
+    upto: Option<i64>,
+    bits: Cow<'a, [u64]>,
 }
 
 /// State of one partition: meters, event-time watermark, and the accumulators of the open batch.
@@ -237,8 +233,29 @@ fn floor_second(ms: i64) -> i64 {
 }
 
 impl PartitionState {
-    /// Restore meter state from a snapshot taken by [`PartitionState::snapshot`].
-    pub fn restore(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+    /// Restore meter state from a snapshot taken by [`PartitionState::snapshot`], or from the JSON
+    /// checkpoint of an earlier release.
+    pub fn restore(bytes: &[u8]) -> Result<Self, String> {
+        match bytes.strip_prefix(PACKED_MAGIC) {
+            Some(packed) => Self::restore_packed(packed),
+            None => Self::restore_json(bytes).map_err(|e| e.to_string()),
+        }
+    }
+
+    fn restore_packed(bytes: &[u8]) -> Result<Self, String> {
+        let packed: Packed = postcard::from_bytes(bytes).map_err(|e| e.to_string())?;
+        let mut state = PartitionState { watermark_ms: packed.watermark_ms, ..Default::default() };
+        let ids: Vec<u32> = packed.labels.iter().map(|name| state.labels.id(name)).collect();
+        let label = |index: u32| ids.get(index as usize).copied().ok_or_else(|| format!("label {index} of {}", ids.len()));
+        for m in packed.meters {
+            let seen = SeenSeconds { upto: m.upto, bits: m.bits.into_owned() };
+            let meter = Meter { region: label(m.region)?, status: label(m.status)?, last_ms: m.last_ms, silent: m.silent, seen };
+            state.add_meter(m.id, meter);
+        }
+        Ok(state)
+    }
+
+    fn restore_json(bytes: &[u8]) -> Result<Self, serde_json::Error> {
         let snapshot: Snapshot = serde_json::from_slice(bytes)?;
         let mut state = PartitionState { watermark_ms: snapshot.watermark_ms, ..Default::default() };
         let mut seen = snapshot.seen;
@@ -251,10 +268,28 @@ impl PartitionState {
         Ok(state)
     }
 
-    /// Meter state and watermark as JSON bytes (a `Snapshot`, written from the state in place:
-    /// no map or string is built for it).
+    /// Meter state and watermark as checkpoint bytes ([`Packed`], borrowed from the state: no
+    /// string or ring is copied before it is written).
     pub fn snapshot(&self) -> Vec<u8> {
-        serde_json::to_vec(&SnapshotOf(self)).expect("serializable")
+        let packed = Packed {
+            watermark_ms: self.watermark_ms,
+            labels: self.labels.names.iter().map(String::as_str).collect(),
+            meters: self
+                .meters
+                .iter()
+                .zip(&self.meter_names)
+                .map(|(m, id)| PackedMeter {
+                    id,
+                    region: m.region,
+                    status: m.status,
+                    last_ms: m.last_ms,
+                    silent: m.silent,
+                    upto: m.seen.upto,
+                    bits: Cow::Borrowed(&m.seen.bits),
+                })
+                .collect(),
+        };
+        postcard::to_extend(&packed, PACKED_MAGIC.to_vec()).expect("serializable")
     }
 
     fn add_meter(&mut self, meter_id: &str, meter: Meter) -> u32 {
