@@ -162,15 +162,18 @@ fn tag_value<'a>(name: &str, value: Option<Scalar<'a>>, required: bool) -> Resul
         None | Some(Scalar::Null) if required => Err(format!("{name} is missing")),
         None | Some(Scalar::Null) => Ok(None),
         Some(Scalar::Str(text)) => {
+            // A borrowed string was read as it is in the record: JSON without escapes holds no
+            // line break and no backslash; only one that had escapes (owned) can.
+            let had_escapes = matches!(text, Cow::Owned(_));
             if text.is_empty() {
                 if required {
                     Err(format!("{name} is empty"))
                 } else {
                     Ok(None)
                 }
-            } else if text.bytes().any(|b| b == b'\n' || b == b'\r') {
+            } else if had_escapes && text.bytes().any(|b| b == b'\n' || b == b'\r') {
                 Err(format!("{name} contains a line break"))
-            } else if text.ends_with('\\') {
+            } else if had_escapes && text.ends_with('\\') {
                 Err(format!("{name} ends with a backslash, which InfluxDB line protocol cannot store"))
             } else {
                 Ok(Some(text))
@@ -401,6 +404,31 @@ fn exact_decimal(text: &str) -> Option<f64> {
     Some(if negative { -value } else { value })
 }
 
+/// The contract's fields, in the order of `RawRecord`'s (a field's bit in `scan_flat` is its index).
+const FIELDS: [&str; 9] =
+    ["meter_id", "timestamp", "consumption_kwh", "region", "status", "building_type", "latitude", "longitude", "peak_load"];
+
+/// The contract field whose key, quotes included, starts at `b[i]` (a `"`), spelled plainly, and
+/// the index after its closing quote: the common case, compared in place. None: any other key, or
+/// one spelled with escapes (`plain_string` then reads it).
+fn field_at(b: &[u8], i: usize) -> Option<(Option<usize>, usize)> {
+    let candidates: &[usize] = match b.get(i + 1)? {
+        b'm' => &[0],
+        b't' => &[1],
+        b'c' => &[2],
+        b'r' => &[3],
+        b's' => &[4],
+        b'b' => &[5],
+        b'l' => &[6, 7],
+        b'p' => &[8],
+        _ => return None,
+    };
+    candidates.iter().find_map(|&field| {
+        let end = i + 1 + FIELDS[field].len();
+        (b.get(i + 1..end) == Some(FIELDS[field].as_bytes()) && b.get(end) == Some(&b'"')).then_some((Some(field), end + 1))
+    })
+}
+
 /// The common shape of a record, a flat object of strings and numbers without escapes, read
 /// without serde; None for anything else (nested values, escapes, duplicate fields, bad JSON),
 /// which the general parser then reads, and whose verdict and reason it gives.
@@ -419,7 +447,13 @@ fn scan_flat(b: &[u8]) -> Option<RawRecord<'_>> {
         if b.get(i) != Some(&b'"') {
             return None;
         }
-        let (key, next) = plain_string(b, i + 1)?;
+        let (field, next) = match field_at(b, i) {
+            Some(found) => found,
+            None => {
+                let (key, next) = plain_string(b, i + 1)?;
+                (FIELDS.iter().position(|name| *name == key), next)
+            }
+        };
         i = skip_ws(b, next);
         if b.get(i) != Some(&b':') {
             return None;
@@ -436,18 +470,19 @@ fn scan_flat(b: &[u8]) -> Option<RawRecord<'_>> {
             b'n' if b[i..].starts_with(b"null") => (Scalar::Null, i + 4),
             _ => return None,
         };
-        let (bit, slot) = match key {
-            "meter_id" => (1, &mut raw.meter_id),
-            "timestamp" => (2, &mut raw.timestamp),
-            "consumption_kwh" => (4, &mut raw.consumption_kwh),
-            "region" => (8, &mut raw.region),
-            "status" => (16, &mut raw.status),
-            "building_type" => (32, &mut raw.building_type),
-            "latitude" => (64, &mut raw.latitude),
-            "longitude" => (128, &mut raw.longitude),
-            "peak_load" => (256, &mut raw.peak_load),
-            _ => (0, &mut None),
+        let slot = match field {
+            Some(0) => &mut raw.meter_id,
+            Some(1) => &mut raw.timestamp,
+            Some(2) => &mut raw.consumption_kwh,
+            Some(3) => &mut raw.region,
+            Some(4) => &mut raw.status,
+            Some(5) => &mut raw.building_type,
+            Some(6) => &mut raw.latitude,
+            Some(7) => &mut raw.longitude,
+            Some(8) => &mut raw.peak_load,
+            _ => &mut None,
         };
+        let bit = field.map_or(0u16, |f| 1 << f);
         if seen & bit != 0 {
             return None; // a duplicate field: the general parser names it
         }
