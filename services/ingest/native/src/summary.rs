@@ -193,12 +193,14 @@ pub struct PartitionState {
     scanned_at_ms: Option<i64>,
     labels: Labels,
     offline: u32,
+    ok: u32,
     meter_index: FxHashMap<String, u32>,
     meter_names: Vec<String>,
     meters: Vec<Meter>,
     seconds: FxHashMap<i64, SecondAcc>,
     regions: FxHashMap<(i64, u32), RegionAcc>,
-    /// Meters touched by the open batch, with their effective status before it (None: new).
+    /// Meters touched by the open batch, with their effective status before it (None: new); a
+    /// reading that leaves an ok meter ok touches nothing (there is nothing to report of it).
     touched: FxHashMap<u32, Option<u32>>,
 }
 
@@ -206,6 +208,7 @@ impl Default for PartitionState {
     fn default() -> Self {
         let mut labels = Labels::default();
         let offline = labels.id("offline");
+        let ok = labels.id("ok");
         PartitionState {
             published_upto: None,
             next_first: None,
@@ -215,6 +218,7 @@ impl Default for PartitionState {
             scanned_at_ms: None,
             labels,
             offline,
+            ok,
             meter_index: FxHashMap::default(),
             meter_names: Vec::new(),
             meters: Vec::new(),
@@ -417,7 +421,9 @@ impl PartitionState {
     /// region are these now, and the open batch's summary reports it (from its status before the batch).
     fn report(&mut self, index: u32, region: u32, status: u32, at_ms: i64, suppressed: bool) {
         let before = self.effective(&self.meters[index as usize]);
-        if !suppressed {
+        // An ok meter reading ok again is not reported (`summary_json`): no entry. Should a later
+        // reading of the batch change it, that one records `before` as ok, which it still is.
+        if !suppressed && !(before == self.ok && status == self.ok) {
             self.touched.entry(index).or_insert(Some(before));
         }
         let meter = &mut self.meters[index as usize];
@@ -554,12 +560,12 @@ impl PartitionState {
         out.extend_from_slice(b"],\"meters\":[");
         // Report changes, and every fresh reading of a meter that is not ok (its last reading):
         // chosen first, then sorted by name (most touched meters are ok and unchanged).
-        let ok = labels.ids.get("ok").copied();
+        let ok = self.ok;
         let mut reported: Vec<(u32, Option<u32>, u32)> = Vec::new();
         for (&index, &before) in &self.touched {
             let meter = &self.meters[index as usize];
             let now = if meter.silent { self.offline } else { meter.status };
-            if before != Some(now) || Some(now) != ok {
+            if before != Some(now) || now != ok {
                 reported.push((index, before, now));
             }
         }
