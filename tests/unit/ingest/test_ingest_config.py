@@ -89,7 +89,7 @@ def test_bad_configuration_stops_start_up_naming_the_variable(monkeypatch, capsy
     assert fragment in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("value", "wait_ms"), [(None, "100"), ("250ms", "250"), ("0", "0"), ("1s", "1000")])
+@pytest.mark.parametrize(("value", "wait_ms"), [(None, "200"), ("50ms", "50"), ("0", "0"), ("1s", "1000")])
 def test_the_readers_fetch_wait_is_set_by_its_variable(monkeypatch, value, wait_ms):
     from ingest.records import FETCH_MIN_BYTES, reader_config
 

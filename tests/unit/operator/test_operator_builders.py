@@ -118,7 +118,7 @@ def test_configmap_keeps_the_original_variable_names():
     assert data["KAFKA_TOPIC"] == "t"
     assert data["KAFKA_GROUP_ID"] == "g"
     assert data["KAFKA_BATCH_TIMEOUT"] == "500ms"
-    assert data["SMARTGRID_KAFKA_FETCH_WAIT"] == "100ms"
+    assert data["SMARTGRID_KAFKA_FETCH_WAIT"] == "200ms"
     assert data["INFLUXDB_URL"] == "http://influxdb:8086"
     assert data["PROCESSOR_ENABLE_AGGREGATIONS"] == "true"
     assert data["SMARTGRID_DLQ_TOPIC"] == "dlq"

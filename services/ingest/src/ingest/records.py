@@ -8,12 +8,13 @@ from ._hotpath import Polled, Processor
 from .settings import IngestSettings
 
 # The readers fetch in sizeable responses: a fetch returns when it holds FETCH_MIN_BYTES, or
-# after SMARTGRID_KAFKA_FETCH_WAIT (100 ms by default). With the broker's default of 1 byte, a
+# after SMARTGRID_KAFKA_FETCH_WAIT (200 ms by default). With the broker's default of 1 byte, a
 # partition set read at a moderate rate is fetched in responses of a few records each, which costs
 # the broker and the reader a round trip per handful of records. At 20k readings/s on 32
 # partitions (`make bench-fetch`, bench/README.md): the reader's threads cost 2.68 µs per reading
-# with 256 KiB and 50 ms, 2.20 with 1 MiB and 100 ms, 2.01 with 200 ms; the live view's freshness
-# did not change measurably from 50 to 100 ms (bench_freshness at 20k/s: p99 539 and 570 ms).
+# with 256 KiB and 50 ms, 2.20 with 1 MiB and 100 ms, 2.01 with 200 ms. The wait bounds what it
+# adds to the live view at low rates; at 20k/s the dashboard's freshness moved by tens of ms
+# (bench_freshness, p99 per event second: 539 ms at 50 ms, 565-570 at 100, 603 at 200).
 FETCH_MIN_BYTES = 1024 * 1024
 
 log = logging.getLogger("ingest.kafka")

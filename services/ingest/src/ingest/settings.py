@@ -30,7 +30,7 @@ class IngestSettings(ServiceSettings, InfluxSettings, RedisSettings, EventTimeSe
     # Longest the broker holds a fetch to fill it (librdkafka's fetch.wait.max.ms; the fetch also
     # returns once it holds FETCH_MIN_BYTES): the delay added to the live view at low rates, and
     # fewer, fuller fetches for the reader and the broker (see records.py).
-    kafka_fetch_wait: Duration = env("SMARTGRID_KAFKA_FETCH_WAIT", 0.1, ge=0, le=300)
+    kafka_fetch_wait: Duration = env("SMARTGRID_KAFKA_FETCH_WAIT", 0.2, ge=0, le=300)
     # Worker processes per pod; each owns a share of the pod's partitions.
     processor_worker_count: int = env("PROCESSOR_WORKER_COUNT", 1, ge=1, le=64)
     # Most messages a worker holds between consume and commit; above it, fetching pauses.
