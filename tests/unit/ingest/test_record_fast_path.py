@@ -15,7 +15,7 @@ import re
 
 import pytest
 
-from ingest._hotpath import convert_one
+from ingest._hotpath import Processor, convert_one
 
 BASE = {
     "meter_id": "MTR-00000042", "timestamp": "2026-12-02T19:16:35.415Z", "consumption_kwh": 0.0728,
@@ -136,7 +136,6 @@ def test_the_fold_reads_plain_decimals_as_correctly_rounded_floats():
     is the correctly rounded float, the one Python and InfluxDB read from the same text."""
     import time
 
-    from ingest._hotpath import Processor
     from smartgrid_common.contracts import Summary
 
     rng = random.Random(7)
@@ -159,3 +158,17 @@ def test_the_fold_reads_plain_decimals_as_correctly_rounded_floats():
         [(_, data)] = processor.take_summaries()
         [second] = Summary.from_json(data).seconds
         assert second.sum_kwh == float(texts[index]) and second.count == 1, texts[index]
+
+
+@pytest.mark.parametrize("text", [
+    "0", "0.5", "0.1", "0.0728", "12.345678901234567", "0.30000000000000004", "9007199254740992",
+    "9007199254740993", "123456789012345678901234567890", "0.1000000000000000055511151231257827",
+    "1.0000000000000000000001", "4.9e-324", "1.7976931348623157e308", "2.5e-3",
+])
+def test_a_number_folds_as_the_correctly_rounded_double_of_its_text(text):
+    # The line carries a plain decimal's text; the fold needs its value, read in the same pass.
+    processor = Processor("grid", "ms", True, 600_000)
+    processor.process([TEXT.replace('"consumption_kwh":0.0728', f'"consumption_kwh":{text}').encode()], [0], [0])
+    [(_, data)] = processor.take_summaries()
+    _second, total, count, low, high = json.loads(data)["seconds"][0]
+    assert (count, total, low, high) == (1, float(text), float(text), float(text))

@@ -337,27 +337,38 @@ fn plain_string(b: &[u8], start: usize) -> Option<(&str, usize)> {
     Some((text, i + 1))
 }
 
-/// The JSON number starting at `i` (grammar checked here, value by the standard library's
-/// correctly rounded parser), and the index after it; None for anything else or out of range.
+/// The JSON number starting at `i` (grammar checked here, value by Clinger's fast path or the
+/// standard library's correctly rounded parser), and the index after it; None for anything else
+/// or out of range.
 fn plain_number(b: &[u8], start: usize) -> Option<(Scalar<'_>, usize)> {
-    let digits = |mut i: usize| {
+    // The digits, as an integer while it stays exact (None past 2^53), read in the same pass that
+    // checks the grammar.
+    let mut mantissa = Some(0u64);
+    let mut digits = |mut i: usize, exact: bool| {
         let from = i;
         while i < b.len() && b[i].is_ascii_digit() {
+            if exact {
+                mantissa = mantissa.and_then(|m| m.checked_mul(10)?.checked_add((b[i] - b'0') as u64));
+            }
             i += 1;
         }
         (i > from).then_some(i)
     };
     let mut i = start;
-    if b.get(i) == Some(&b'-') {
+    let negative = b.get(i) == Some(&b'-');
+    if negative {
         i += 1;
     }
     i = match b.get(i)? {
-        b'0' => i + 1,
-        b'1'..=b'9' => digits(i)?,
+        b'0' => i + 1, // a leading zero stands alone (JSON): the mantissa is 0 so far
+        b'1'..=b'9' => digits(i, true)?,
         _ => return None,
     };
+    let mut fraction_digits = 0;
     if b.get(i) == Some(&b'.') {
-        i = digits(i + 1)?;
+        let end = digits(i + 1, true)?;
+        fraction_digits = end - i - 1;
+        i = end;
     }
     let plain = !matches!(b.get(i), Some(b'e' | b'E'));
     if !plain {
@@ -365,44 +376,24 @@ fn plain_number(b: &[u8], start: usize) -> Option<(Scalar<'_>, usize)> {
         if matches!(b.get(i), Some(b'+' | b'-')) {
             i += 1;
         }
-        i = digits(i)?;
+        i = digits(i, false)?;
     }
     // SAFETY: the bytes checked above are ASCII.
     let text = unsafe { std::str::from_utf8_unchecked(&b[start..i]) };
-    let value = match plain.then(|| exact_decimal(text)).flatten() {
-        Some(value) => value,
+    let value = match mantissa.filter(|&m| plain && m <= 1 << 53).zip(POW10.get(fraction_digits)) {
+        // Clinger's fast path: the integer is exactly a double, and so is the power of ten (at
+        // most 1e22), so one division rounds correctly.
+        Some((m, power)) => if negative { -(m as f64 / power) } else { m as f64 / power },
         None => text.parse().ok()?,
     };
     value.is_finite().then_some((Scalar::Num(value, plain.then_some(text)), i))
 }
 
-/// A plain decimal (`-?digits[.digits]`) whose digits, as an integer, are exactly a double and
-/// whose fraction has at most 22 digits: that integer divided by an exact power of ten is then
-/// the correctly rounded value (Clinger's fast path), without the general parser; else None.
-fn exact_decimal(text: &str) -> Option<f64> {
-    const POW10: [f64; 23] = [
-        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18,
-        1e19, 1e20, 1e21, 1e22,
-    ];
-    let (negative, unsigned) = match text.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, text),
-    };
-    let mut mantissa = 0u64;
-    let mut fraction_digits = None;
-    for (index, byte) in unsigned.bytes().enumerate() {
-        if byte == b'.' {
-            fraction_digits = Some(unsigned.len() - index - 1);
-            continue;
-        }
-        mantissa = mantissa.checked_mul(10)?.checked_add((byte - b'0') as u64)?;
-    }
-    if mantissa > 1 << 53 {
-        return None;
-    }
-    let value = mantissa as f64 / *POW10.get(fraction_digits.unwrap_or(0))?;
-    Some(if negative { -value } else { value })
-}
+/// The powers of ten that are exactly doubles.
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19,
+    1e20, 1e21, 1e22,
+];
 
 /// The contract's fields, in the order of `RawRecord`'s (a field's bit in `scan_flat` is its index).
 const FIELDS: [&str; 9] =
