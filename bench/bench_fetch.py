@@ -24,6 +24,9 @@ from tempfile import mkdtemp
 
 from confluent_kafka.admin import AdminClient, NewTopic
 from ingest._hotpath import Processor, Reader
+from ingest.records import reader_config
+from ingest.settings import IngestSettings
+from smartgrid_common.settings import load_settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
 
@@ -42,9 +45,9 @@ def fetch_arg(text: str) -> tuple[int, int]:
 
 def measure(topic: str, wait_ms: int, min_bytes: int, seconds: float, warmup: float, broker) -> dict:
     """Read ``topic`` from its end with one fetch setting; CPU per reading of each part."""
-    config = {"bootstrap.servers": BROKERS, "group.id": f"bench-fetch-{uuid.uuid4().hex[:8]}",
-              "enable.auto.commit": "false", "enable.auto.offset.store": "false", "enable.partition.eof": "false",
-              "queued.max.messages.kbytes": "16384", "fetch.wait.max.ms": str(wait_ms), "fetch.min.bytes": str(min_bytes)}
+    # The live path's own reader settings; only the fetch varies.
+    config = reader_config(load_settings(IngestSettings), f"bench-fetch-{uuid.uuid4().hex[:8]}") | {
+        "bootstrap.servers": BROKERS, "fetch.wait.max.ms": str(wait_ms), "fetch.min.bytes": str(min_bytes)}
     reader, live = Reader(config, topic), Processor(topic, "ms", True, 300_000, lines=False)
     for partition in range(PARTITIONS):
         reader.hand_off(partition, -1)  # build the lines too, as the live path does when attached

@@ -402,7 +402,7 @@ const FIELDS: [&str; 9] =
 /// The contract field whose key, quotes included, starts at `b[i]` (a `"`), spelled plainly, and
 /// the index after its closing quote: the common case, compared in place. None: any other key, or
 /// one spelled with escapes (`plain_string` then reads it).
-fn field_at(b: &[u8], i: usize) -> Option<(Option<usize>, usize)> {
+fn field_at(b: &[u8], i: usize) -> Option<(usize, usize)> {
     let candidates: &[usize] = match b.get(i + 1)? {
         b'm' => &[0],
         b't' => &[1],
@@ -416,7 +416,7 @@ fn field_at(b: &[u8], i: usize) -> Option<(Option<usize>, usize)> {
     };
     candidates.iter().find_map(|&field| {
         let end = i + 1 + FIELDS[field].len();
-        (b.get(i + 1..end) == Some(FIELDS[field].as_bytes()) && b.get(end) == Some(&b'"')).then_some((Some(field), end + 1))
+        (b.get(i + 1..end) == Some(FIELDS[field].as_bytes()) && b.get(end) == Some(&b'"')).then_some((field, end + 1))
     })
 }
 
@@ -439,7 +439,7 @@ fn scan_flat(b: &[u8]) -> Option<RawRecord<'_>> {
             return None;
         }
         let (field, next) = match field_at(b, i) {
-            Some(found) => found,
+            Some((field, next)) => (Some(field), next),
             None => {
                 let (key, next) = plain_string(b, i + 1)?;
                 (FIELDS.iter().position(|name| *name == key), next)
