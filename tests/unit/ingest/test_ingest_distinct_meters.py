@@ -114,3 +114,18 @@ def test_the_seen_seconds_cover_the_late_window_whatever_its_length(late_window_
     feed.batch(reading("a", T0 + window_s * 1000, 1.0))  # the watermark moves one window on
     again = feed.batch(reading("a", T0, 1.0))  # exactly the late window behind: still counts
     assert new_meters(again) == {(S, "north"): 0}
+
+
+def test_meters_are_told_apart_by_their_whole_id_whatever_its_length_across_growth_and_a_restart():
+    # Ids short enough to be stored inline and longer ones, non-ASCII too, sharing long prefixes;
+    # enough of them that the meter table grows several times.
+    ids = [f"m{n}" for n in range(3_000)] + [f"meter-{'ü' * 20}-{n}" for n in range(3_000)]
+    before = processor()
+    feed = Feed(before)
+    first = feed.batch(*[reading(meter, T0, 1.0) for meter in ids])
+    assert new_meters(first) == {(S, "north"): len(ids)}
+    restarted = processor()
+    restarted.resume(0, published_upto=feed.offset - 1, snapshot=before.snapshot(0))
+    again = Feed(restarted, offset=feed.offset).batch(*[reading(meter, T0 + 500, 1.0) for meter in ids[::7]], reading("m3000", T0 + 500, 1.0))
+    assert new_meters(again) == {(S, "north"): 1}  # only m3000 is new to the second
+    assert restarted.snapshot(0) != before.snapshot(0)  # it knows one meter more

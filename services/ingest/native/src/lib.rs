@@ -15,6 +15,7 @@ use rustc_hash::FxHashMap;
 
 mod batch;
 mod lineproto;
+mod meters;
 mod reader;
 mod record;
 mod summary;

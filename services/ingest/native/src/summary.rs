@@ -8,6 +8,7 @@
 //! it reported in over the late window ([`SeenSeconds`]). A summary carries, per bucket, the count
 //! of meters NEW to that bucket; the aggregator adds counts (exactly once, like every partial).
 
+use crate::meters::{Meter, Meters, SeenSeconds};
 use crate::record::Reading;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
@@ -75,72 +76,6 @@ impl Labels {
     }
 }
 
-/// What the partition knows of a meter: the status it last reported, when, whether it has since
-/// gone silent for longer than the offline threshold (in event time), and the seconds it reported in.
-struct Meter {
-    region: u32,
-    status: u32,
-    last_ms: i64,
-    silent: bool,
-    seen: SeenSeconds,
-}
-
-/// The event seconds a meter reported in, as a ring of bits over the `64 * bits.len()` seconds up
-/// to `upto` (the newest second it reported in). The ring is at least the late window long: an
-/// older reading counts in no live bucket (`PartitionState::fold`), so every reading that counts is
-/// inside the ring and a meter is counted once per (second, region) bucket, whatever the batches,
-/// summaries, restarts (the ring is in the checkpoint) or replays.
-#[derive(Clone, Default)]
-struct SeenSeconds {
-    upto: Option<i64>,
-    bits: Vec<u64>,
-}
-
-impl SeenSeconds {
-    /// Words of a ring that covers `late_window_ms` and the newest second itself.
-    fn words_for(late_window_ms: i64) -> usize {
-        (late_window_ms.div_euclid(1000) as usize + 2).div_ceil(64)
-    }
-
-    fn bit(&mut self, second: i64) -> (usize, u64) {
-        let span = (self.bits.len() * 64) as i64;
-        let slot = second.rem_euclid(span) as usize;
-        (slot / 64, 1u64 << (slot % 64))
-    }
-
-    /// Mark `second`; true when the meter had no reading in it yet.
-    fn mark(&mut self, second: i64, words: usize) -> bool {
-        if self.bits.len() != words {
-            // First reading, or another late window: start afresh (counts may repeat once).
-            self.bits = vec![0; words];
-            self.upto = None;
-        }
-        let span = (words * 64) as i64;
-        match self.upto {
-            Some(upto) if second <= upto - span => return true, // beyond the ring: cannot tell
-            Some(upto) if second > upto => {
-                if second - upto >= span {
-                    self.bits.iter_mut().for_each(|word| *word = 0);
-                } else {
-                    for old in upto + 1..second {
-                        let (word, mask) = self.bit(old);
-                        self.bits[word] &= !mask;
-                    }
-                    let (word, mask) = self.bit(second);
-                    self.bits[word] &= !mask;
-                }
-                self.upto = Some(second);
-            }
-            Some(_) => {}
-            None => self.upto = Some(second),
-        }
-        let (word, mask) = self.bit(second);
-        let new = self.bits[word] & mask == 0;
-        self.bits[word] |= mask;
-        new
-    }
-}
-
 /// The JSON checkpoint of releases before [`Packed`], still restored: names, not indices. `seen`
 /// (absent in checkpoints of releases before it) holds each meter's ring as `(upto, words)`.
 #[derive(Deserialize)]
@@ -194,9 +129,7 @@ pub struct PartitionState {
     labels: Labels,
     offline: u32,
     ok: u32,
-    meter_index: FxHashMap<String, u32>,
-    meter_names: Vec<String>,
-    meters: Vec<Meter>,
+    meters: Meters,
     seconds: FxHashMap<i64, SecondAcc>,
     regions: FxHashMap<(i64, u32), RegionAcc>,
     /// Meters touched by the open batch, with their effective status before it (None: new); a
@@ -219,9 +152,7 @@ impl Default for PartitionState {
             labels,
             offline,
             ok,
-            meter_index: FxHashMap::default(),
-            meter_names: Vec::new(),
-            meters: Vec::new(),
+            meters: Meters::default(),
             seconds: FxHashMap::default(),
             regions: FxHashMap::default(),
             touched: FxHashMap::default(),
@@ -252,9 +183,9 @@ impl PartitionState {
         let ids: Vec<u32> = packed.labels.iter().map(|name| state.labels.id(name)).collect();
         let label = |index: u32| ids.get(index as usize).copied().ok_or_else(|| format!("label {index} of {}", ids.len()));
         for m in packed.meters {
-            let seen = SeenSeconds { upto: m.upto, bits: m.bits.into_owned() };
-            let meter = Meter { region: label(m.region)?, status: label(m.status)?, last_ms: m.last_ms, silent: m.silent, seen };
-            state.add_meter(m.id, meter);
+            let seen = SeenSeconds::of(m.upto, &m.bits);
+            let (region, status) = (label(m.region)?, label(m.status)?);
+            state.meters.add(Meter { id: m.id.into(), region, status, last_ms: m.last_ms, silent: m.silent, seen });
         }
         Ok(state)
     }
@@ -266,8 +197,8 @@ impl PartitionState {
         for (meter_id, (region, status, last_ms, silent)) in snapshot.meters {
             let region = state.labels.id(&region);
             let status = state.labels.id(&status);
-            let ring = seen.remove(&meter_id).map_or_else(SeenSeconds::default, |(upto, bits)| SeenSeconds { upto: Some(upto), bits });
-            state.add_meter(&meter_id, Meter { region, status, last_ms, silent, seen: ring });
+            let ring = seen.remove(&meter_id).map_or_else(SeenSeconds::default, |(upto, bits)| SeenSeconds::of(Some(upto), &bits));
+            state.meters.add(Meter { id: meter_id.into(), region, status, last_ms, silent, seen: ring });
         }
         Ok(state)
     }
@@ -281,9 +212,8 @@ impl PartitionState {
             meters: self
                 .meters
                 .iter()
-                .zip(&self.meter_names)
-                .map(|(m, id)| PackedMeter {
-                    id,
+                .map(|m| PackedMeter {
+                    id: m.id.as_str(),
                     region: m.region,
                     status: m.status,
                     last_ms: m.last_ms,
@@ -294,14 +224,6 @@ impl PartitionState {
                 .collect(),
         };
         postcard::to_extend(&packed, PACKED_MAGIC.to_vec()).expect("serializable")
-    }
-
-    fn add_meter(&mut self, meter_id: &str, meter: Meter) -> u32 {
-        let index = self.meters.len() as u32;
-        self.meters.push(meter);
-        self.meter_names.push(meter_id.to_owned());
-        self.meter_index.insert(meter_id.to_owned(), index);
-        index
     }
 
     fn effective(&self, meter: &Meter) -> u32 {
@@ -339,8 +261,8 @@ impl PartitionState {
         let suppressed = self.suppressed(offset);
         self.watermark_ms = Some(self.watermark_ms.map_or(time_ms, |w| w.max(time_ms)));
         // A known meter mostly reports the region and status it did last time.
-        let found = self.meter_index.get(reading.meter_id.as_ref()).copied();
-        let last = found.map(|index| &self.meters[index as usize]);
+        let found = self.meters.find(&reading.meter_id);
+        let last = found.map(|index| &self.meters[index]);
         let (last_region, last_status) = (last.map(|m| m.region), last.map(|m| m.status));
         let region = self.labels.id_like(last_region, &reading.region);
         let status = self.labels.id_like(last_status, &reading.status);
@@ -349,7 +271,7 @@ impl PartitionState {
             Some(index) => (index, true),
             None => self.meter_of(reading, region, status, time_ms, suppressed),
         };
-        let meter = &self.meters[index as usize];
+        let meter = &self.meters[index];
         // The newest reading (in event time) decides the status; a late one only counts. A meter
         // flagged for its clock is cleared by its next sane reading, late or not.
         if known && (time_ms >= meter.last_ms || meter.status == clock_skew) {
@@ -357,7 +279,7 @@ impl PartitionState {
         }
         // Marked for replayed readings too: they rebuild what the published summaries counted.
         let second = floor_second(time_ms);
-        let new_to_second = self.meters[index as usize].seen.mark(second, SeenSeconds::words_for(late_window_ms));
+        let new_to_second = self.meters[index].seen.mark(second, SeenSeconds::words_for(late_window_ms));
         if suppressed {
             return true;
         }
@@ -406,11 +328,11 @@ impl PartitionState {
     /// The reading's meter: `(index, true)` when the partition knew it, else it is added with this
     /// region, status and time, and reported as new unless the reading was published already.
     fn meter_of(&mut self, reading: &Reading, region: u32, status: u32, at_ms: i64, suppressed: bool) -> (u32, bool) {
-        if let Some(&index) = self.meter_index.get(reading.meter_id.as_ref()) {
+        if let Some(index) = self.meters.find(&reading.meter_id) {
             return (index, true);
         }
-        let meter = Meter { region, status, last_ms: at_ms, silent: false, seen: SeenSeconds::default() };
-        let index = self.add_meter(&reading.meter_id, meter);
+        let meter = Meter { id: reading.meter_id.as_ref().into(), region, status, last_ms: at_ms, silent: false, seen: SeenSeconds::default() };
+        let index = self.meters.add(meter);
         if !suppressed {
             self.touched.entry(index).or_insert(None);
         }
@@ -420,13 +342,13 @@ impl PartitionState {
     /// A known meter reported `status` at `at_ms`: it is heard (no longer silent), its status and
     /// region are these now, and the open batch's summary reports it (from its status before the batch).
     fn report(&mut self, index: u32, region: u32, status: u32, at_ms: i64, suppressed: bool) {
-        let before = self.effective(&self.meters[index as usize]);
+        let before = self.effective(&self.meters[index]);
         // An ok meter reading ok again is not reported (`summary_json`): no entry. Should a later
         // reading of the batch change it, that one records `before` as ok, which it still is.
         if !suppressed && !(before == self.ok && status == self.ok) {
             self.touched.entry(index).or_insert(Some(before));
         }
-        let meter = &mut self.meters[index as usize];
+        let meter = &mut self.meters[index];
         meter.status = status;
         meter.region = region;
         meter.last_ms = meter.last_ms.max(at_ms);
@@ -530,7 +452,7 @@ impl PartitionState {
         }
         out.extend_from_slice(b"],\"regions\":[");
         let labels = &self.labels;
-        let names = &self.meter_names;
+        let meters = &self.meters;
         let mut regions: Vec<_> = self.regions.iter_mut().collect();
         regions.sort_unstable_by(|a, b| (labels.name(a.0 .1), a.0 .0).cmp(&(labels.name(b.0 .1), b.0 .0)));
         for (i, ((second, region), acc)) in regions.into_iter().enumerate() {
@@ -563,23 +485,23 @@ impl PartitionState {
         let ok = self.ok;
         let mut reported: Vec<(u32, Option<u32>, u32)> = Vec::new();
         for (&index, &before) in &self.touched {
-            let meter = &self.meters[index as usize];
+            let meter = &self.meters[index];
             let now = if meter.silent { self.offline } else { meter.status };
             if before != Some(now) || now != ok {
                 reported.push((index, before, now));
             }
         }
-        reported.sort_unstable_by(|a, b| names[a.0 as usize].cmp(&names[b.0 as usize]));
+        reported.sort_unstable_by(|a, b| meters[a.0].id.cmp(&meters[b.0].id));
         let mut first = true;
         for (index, before, now) in reported {
-            let meter = &self.meters[index as usize];
+            let meter = &self.meters[index];
             let now_name = labels.name(now);
             if !first {
                 out.push(b',');
             }
             first = false;
             out.push(b'[');
-            push_str(&mut out, &names[index as usize]);
+            push_str(&mut out, &meter.id);
             out.push(b',');
             push_str(&mut out, labels.name(meter.region));
             out.push(b',');
