@@ -21,6 +21,18 @@ pub const CONFIG: [(&str, &str); 1] = [("log.queue", "true")];
 /// One record as librdkafka hands it over; valid until the batch that holds it is released.
 pub struct Record<'a>(&'a rd::rd_kafka_message_t);
 
+/// The records taken after the one being handed over (not handed over yet): a caller may look
+/// ahead at them (to prefetch what they need), not keep them.
+pub struct Upcoming<'a>(&'a [*mut rd::rd_kafka_message_t]);
+
+impl<'a> Upcoming<'a> {
+    /// The record `distance` places after the one being handed over (0: the next), if taken.
+    pub fn get(&self, distance: usize) -> Option<Record<'a>> {
+        // SAFETY: a message taken and not destroyed yet (it is destroyed once handed over).
+        self.0.get(distance).map(|&message| Record(unsafe { &*message }))
+    }
+}
+
 fn slice<'a>(data: *const std::ffi::c_void, len: usize) -> Option<&'a [u8]> {
     // SAFETY: librdkafka's pointer and length of a payload or key it owns while the record lives.
     (!data.is_null()).then(|| unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) })
@@ -116,7 +128,7 @@ impl Batches {
     /// Hand over up to `max` records to `each`, which returns whether to go on: first those left
     /// from the last batch, else those already queued, else the first to come within `wait`. A
     /// consumer error goes to `errors`. Returns how many records were handed over.
-    pub fn take(&mut self, max: usize, wait: Duration, errors: &mut Vec<String>, mut each: impl FnMut(&Record) -> bool) -> usize {
+    pub fn take(&mut self, max: usize, wait: Duration, errors: &mut Vec<String>, mut each: impl FnMut(&Record, Upcoming) -> bool) -> usize {
         if self.next == self.taken.len() {
             self.fill(max.min(CHUNK), wait);
         }
@@ -133,7 +145,7 @@ impl Batches {
                 }
                 None => {
                     records += 1;
-                    each(&record)
+                    each(&record, Upcoming(&self.taken[self.next..]))
                 }
             };
             unsafe { rd::rd_kafka_message_destroy(message) };

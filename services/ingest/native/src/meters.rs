@@ -4,11 +4,11 @@
 //! CPU's caches: what one reading costs is mostly the cache lines it touches. So a meter's whole
 //! state is one record of two adjacent cache lines (its id inline when short, its ring of seen
 //! seconds inline for late windows up to five minutes), and the table that finds it by id holds
-//! only its index: a reading touches the table's control bytes, one index and the record, where
-//! a map of heap strings to a record with a heap ring touched five places.
+//! only its index and a tag: a reading touches one slot of the table and the record, where a map
+//! of heap strings to a record with a heap ring touched five places; and the reader fetches both
+//! ahead of the fold (`Meters::prefetch_slot`, `Meters::prefetch_meter`).
 
 use compact_str::CompactString;
-use hashbrown::HashTable;
 use rustc_hash::FxBuildHasher;
 use smallvec::SmallVec;
 use std::hash::BuildHasher;
@@ -90,33 +90,97 @@ impl SeenSeconds {
     }
 }
 
-/// The meters of a partition, in the order they were first heard of (a meter's index is stable).
+/// The meters of a partition, in the order they were first heard of (a meter's index is stable),
+/// and a table that finds them by id.
+///
+/// The table is open addressing with linear probing, at most half full: a slot is 0 (empty) or a
+/// meter's index + 1 in its low 32 bits under the high 32 bits of its id's hash. Its own rather
+/// than a library's because the reader asks it to prefetch (`prefetch_slot`, `prefetch_meter`):
+/// Kafka keys records by meter id, so the records after the one being folded name the meters
+/// folded next, and their slot and record are fetched into the cache while this one is folded.
 #[derive(Default)]
 pub struct Meters {
-    /// Indices into `all`, hashed by meter id.
-    index: HashTable<u32>,
+    slots: Vec<u64>,
     all: Vec<Meter>,
 }
 
-fn hash(id: &str) -> u64 {
+/// The hash of a meter id (of its bytes: a Kafka key hashes the same as the id it spells).
+pub fn hash(id: &[u8]) -> u64 {
     FxBuildHasher.hash_one(id)
 }
 
+fn tag(hash: u64) -> u64 {
+    hash >> 32
+}
+
 impl Meters {
+    fn home(&self, hash: u64) -> usize {
+        hash as usize & (self.slots.len() - 1)
+    }
+
     /// The index of the meter with this id, if it is known.
     pub fn find(&self, id: &str) -> Option<u32> {
-        let all = &self.all;
-        self.index.find(hash(id), |&i| all[i as usize].id == id).copied()
+        if self.slots.is_empty() {
+            return None;
+        }
+        let hash = hash(id.as_bytes());
+        let mut position = self.home(hash);
+        loop {
+            let slot = self.slots[position];
+            if slot == 0 {
+                return None;
+            }
+            let index = slot as u32 - 1;
+            if slot >> 32 == tag(hash) && self.all[index as usize].id == id {
+                return Some(index);
+            }
+            position = (position + 1) & (self.slots.len() - 1);
+        }
     }
 
     /// Add a meter whose id is not known yet; its index.
     pub fn add(&mut self, meter: Meter) -> u32 {
         let index = self.all.len() as u32;
-        let id_hash = hash(&meter.id);
         self.all.push(meter);
-        let all = &self.all;
-        self.index.insert_unique(id_hash, index, |&i| hash(&all[i as usize].id));
+        if self.all.len() * 2 > self.slots.len() {
+            self.slots = vec![0; (self.slots.len() * 2).max(64)];
+            for index in 0..self.all.len() as u32 {
+                self.put(index);
+            }
+        } else {
+            self.put(index);
+        }
         index
+    }
+
+    fn put(&mut self, index: u32) {
+        let hash = hash(self.all[index as usize].id.as_bytes());
+        let mut position = self.home(hash);
+        while self.slots[position] != 0 {
+            position = (position + 1) & (self.slots.len() - 1);
+        }
+        self.slots[position] = tag(hash) << 32 | u64::from(index + 1);
+    }
+
+    /// Start fetching the table slot where a meter with this id hash would be found.
+    pub fn prefetch_slot(&self, hash: u64) {
+        if !self.slots.is_empty() {
+            prefetch(&self.slots[self.home(hash)]);
+        }
+    }
+
+    /// Start fetching the record of the meter with this id hash, when its slot (fetched by
+    /// `prefetch_slot` a little earlier) names one.
+    pub fn prefetch_meter(&self, hash: u64) {
+        if self.slots.is_empty() {
+            return;
+        }
+        let slot = self.slots[self.home(hash)];
+        if slot != 0 && slot >> 32 == tag(hash) {
+            let meter: *const Meter = &self.all[(slot as u32 - 1) as usize];
+            prefetch(meter);
+            prefetch(meter.wrapping_byte_add(64)); // its second line
+        }
     }
 
     pub fn iter(&self) -> std::slice::Iter<'_, Meter> {
@@ -126,6 +190,17 @@ impl Meters {
     pub fn iter_mut(&mut self) -> std::slice::IterMut<'_, Meter> {
         self.all.iter_mut()
     }
+}
+
+/// A hint to the CPU to bring this address into its caches (nothing is read or faulted).
+fn prefetch<T>(address: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch never faults, whatever the address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch(address.cast::<i8>(), std::arch::x86_64::_MM_HINT_T0)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = address;
 }
 
 impl std::ops::Index<u32> for Meters {

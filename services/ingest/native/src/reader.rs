@@ -14,8 +14,10 @@
 //! and the partition is paused; the InfluxDB path reads a gap with such a reader when it fell
 //! behind the live path (see `ingest.catchup`).
 
-use crate::batch::{self, Batches, Record};
+use crate::batch::{self, Batches, Record, Upcoming};
 use crate::lineproto;
+use crate::meters;
+use crate::summary::PartitionState;
 use crate::record::{judge, Clock, Verdict};
 use crate::{BatchRanges, Processor};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
@@ -182,6 +184,18 @@ impl HandOff {
     }
 }
 
+/// Start fetching into the CPU's caches the meter state that the next records fold (Kafka keys
+/// records by meter id): the table slot of the one after next, and the record of the next, whose
+/// slot was fetched while the one before was folded. A record keyed otherwise fetches nothing useful.
+fn prefetch_upcoming(states: &FxHashMap<i32, PartitionState>, upcoming: &Upcoming) {
+    for (distance, meter) in [(1, false), (0, true)] {
+        let Some(record) = upcoming.get(distance) else { continue };
+        if let (Some(key), Some(state)) = (record.key(), states.get(&record.partition())) {
+            state.prefetch(meters::hash(key), meter);
+        }
+    }
+}
+
 fn kafka_error(context: &str, error: KafkaError) -> PyErr {
     PyRuntimeError::new_err(format!("{context}: {error}"))
 }
@@ -312,7 +326,7 @@ impl Reader {
             while polled.records < max_records && !closed_second {
                 // What is already taken or queued is read without waiting; only an empty queue waits.
                 let wait = deadline.saturating_duration_since(Instant::now());
-                let taken = batches.take(max_records - polled.records, wait, &mut errors, |record| {
+                let taken = batches.take(max_records - polled.records, wait, &mut errors, |record, upcoming| {
                     let (partition, offset) = (record.partition(), record.offset());
                     let bound = bounds.get(&partition).copied();
                     // The bound is reached at its last record, or at a record past it (offsets can
@@ -333,6 +347,9 @@ impl Reader {
                         reach(&mut polled);
                     }
                     polled.records += 1;
+                    if aggregations {
+                        prefetch_upcoming(states, &upcoming);
+                    }
                     let state = ranges.add(states, partition, offset, offset);
                     let verdict = judge(record.payload(), unit, &clock);
                     let handed_off = match hand_off.get_mut(&partition) {

@@ -226,6 +226,16 @@ impl PartitionState {
         postcard::to_extend(&packed, PACKED_MAGIC.to_vec()).expect("serializable")
     }
 
+    /// Start fetching the state of the meter whose id hashes to `hash` (`meters::hash`): its
+    /// table slot, or (`meter`) its record, once the slot was fetched.
+    pub fn prefetch(&self, hash: u64, meter: bool) {
+        if meter {
+            self.meters.prefetch_meter(hash);
+        } else {
+            self.meters.prefetch_slot(hash);
+        }
+    }
+
     fn effective(&self, meter: &Meter) -> u32 {
         if meter.silent {
             self.offline
