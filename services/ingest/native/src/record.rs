@@ -288,7 +288,11 @@ fn fast_rfc3339_ms(b: &[u8]) -> Option<i64> {
 
 /// JSON's whitespace (not `is_ascii_whitespace`, which also takes form feed).
 fn skip_ws(b: &[u8], mut i: usize) -> usize {
-    while i < b.len() && matches!(b[i], b' ' | b'\t' | b'\n' | b'\r') {
+    // Most records have no whitespace: anything above a space ends it in one comparison.
+    while let Some(&c) = b.get(i) {
+        if c > b' ' || !matches!(c, b' ' | b'\t' | b'\n' | b'\r') {
+            break;
+        }
         i += 1;
     }
     i
@@ -341,14 +345,15 @@ fn plain_string(b: &[u8], start: usize) -> Option<(&str, usize)> {
 /// standard library's correctly rounded parser), and the index after it; None for anything else
 /// or out of range.
 fn plain_number(b: &[u8], start: usize) -> Option<(Scalar<'_>, usize)> {
-    // The digits, as an integer while it stays exact (None past 2^53), read in the same pass that
-    // checks the grammar.
-    let mut mantissa = Some(0u64);
+    // The digits as an integer, read in the same pass that checks the grammar; exact while there
+    // are at most 19 of them (a u64 holds any 19 digits), which `significant` counts.
+    let (mut mantissa, mut significant) = (0u64, 0usize);
     let mut digits = |mut i: usize, exact: bool| {
         let from = i;
-        while i < b.len() && b[i].is_ascii_digit() {
+        while let Some(digit) = b.get(i).map(|c| c.wrapping_sub(b'0')).filter(|&d| d <= 9) {
             if exact {
-                mantissa = mantissa.and_then(|m| m.checked_mul(10)?.checked_add((b[i] - b'0') as u64));
+                mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(digit));
+                significant += 1;
             }
             i += 1;
         }
@@ -380,7 +385,8 @@ fn plain_number(b: &[u8], start: usize) -> Option<(Scalar<'_>, usize)> {
     }
     // SAFETY: the bytes checked above are ASCII.
     let text = unsafe { std::str::from_utf8_unchecked(&b[start..i]) };
-    let value = match mantissa.filter(|&m| plain && m <= 1 << 53).zip(POW10.get(fraction_digits)) {
+    let exact = (significant <= 19).then_some(mantissa);
+    let value = match exact.filter(|&m| plain && m <= 1 << 53).zip(POW10.get(fraction_digits)) {
         // Clinger's fast path: the integer is exactly a double, and so is the power of ten (at
         // most 1e22), so one division rounds correctly.
         Some((m, power)) => if negative { -(m as f64 / power) } else { m as f64 / power },
