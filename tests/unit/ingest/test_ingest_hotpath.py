@@ -257,3 +257,18 @@ def test_rfc3339_times_agree_with_an_independent_parser_across_many_shapes():
 @pytest.mark.parametrize("text", ["2023-02-29T00:00:00Z", "2026-04-31T00:00:00Z", "2026-11-27T24:00:00Z", "2026-11-27T10:00:00", "2026-11-27T10:00:00.Z", "2026-11-27T10:00:00+25:00"])
 def test_impossible_rfc3339_times_are_rejected(text):
     assert "not RFC 3339" in reason_of(record(timestamp=text))
+
+
+@pytest.mark.parametrize("special", [",", "=", " "])
+def test_a_tag_value_is_escaped_wherever_its_special_character_stands(special):
+    # Tag values are scanned eight bytes at a time: put the character at every place of values
+    # shorter and longer than a word, first, last and across word boundaries.
+    for length in (1, 7, 8, 9, 16, 17, 23):
+        for at in range(length):
+            meter = "".join(special if k == at else "abcdefghijklmnopqrstuvw"[k] for k in range(length))
+            record = {"meter_id": meter, "timestamp": 1_700_000_000_000, "consumption_kwh": 1.5, "region": "north", "status": "ok"}
+            line, reason = convert_one(json.dumps(record).encode())
+            assert reason is None
+            assert f",meter_id={meter.replace(special, chr(92) + special)},region=north" in line, (length, at)
+    line, _ = convert_one(json.dumps({"meter_id": "m-1", "timestamp": 1, "consumption_kwh": 1, "region": "north", "status": "ok"}).encode())
+    assert ",meter_id=m-1,region=north,status=ok " in line

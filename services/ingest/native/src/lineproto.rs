@@ -10,7 +10,7 @@ const MEASUREMENT: &[u8] = b"energy_consumption";
 /// cannot be written at all and is rejected during validation.
 fn push_tag_value(out: &mut Vec<u8>, value: &str) {
     let bytes = value.as_bytes();
-    if !bytes.iter().any(|b| matches!(b, b',' | b'=' | b' ')) {
+    if !needs_escapes(bytes) {
         out.extend_from_slice(bytes);
         return;
     }
@@ -20,6 +20,25 @@ fn push_tag_value(out: &mut Vec<u8>, value: &str) {
         }
         out.push(b);
     }
+}
+
+/// Whether `bytes` holds a `,`, `=` or space; eight bytes at a time (most tag values hold none).
+fn needs_escapes(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // A byte of `word` equal to `b` zeroes that byte of `word ^ (ONES * b)`; the zero test below
+    // flags it (and may flag bytes above a true zero, which cannot change the answer).
+    let flags = |word: u64| {
+        [b',', b'=', b' '].iter().fold(0, |flagged, &b| {
+            let x = word ^ (ONES * u64::from(b));
+            flagged | (x.wrapping_sub(ONES) & !x & HIGH)
+        })
+    };
+    let mut chunks = bytes.chunks_exact(8);
+    if chunks.by_ref().any(|chunk| flags(u64::from_le_bytes(chunk.try_into().expect("8 bytes"))) != 0) {
+        return true;
+    }
+    chunks.remainder().iter().any(|b| matches!(b, b',' | b'=' | b' '))
 }
 
 /// Floats are always written as floats (never `i`): the number's own text when it was a plain
