@@ -62,7 +62,7 @@ bench-capacity: ## CPU per reading of every process at a steady load (ARGS="--ra
 bench-idle: ## CPU and wake-ups per second of each service's threads with no traffic (the fixed cost behind CPU per reading at low rates)
 	$(UV) run --no-sync python bench/bench_idle.py $(ARGS)
 
-bench-fetch: ## The live reader's CPU (and the Kafka broker's) per reading for each fetch setting, same live load, one run
+bench-fetch: ## The live reader's CPU (and the Kafka broker's) per reading for each fetch setting (or each build: ARGS="--builds A.so B.so"), same live load, one run
 	$(UV) run --no-sync python bench/bench_fetch.py $(ARGS)
 
 bench-peers: ## The same records through this product, Telegraf and Quix Streams into InfluxDB (builds the peers once)

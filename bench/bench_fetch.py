@@ -83,6 +83,8 @@ def measure(topic: str, wait_ms: int | None, min_bytes: int | None, seconds: flo
 
 def load_build(path: str) -> ModuleType:
     """Another build of ingest's native module (an ``_hotpath*.so`` file), loaded beside this one."""
+    if not Path(path).is_file():
+        raise SystemExit(f"--builds: no file {path} (build another commit with scripts/bootstrap in a git worktree)")
     spec = importlib.util.spec_from_file_location("ingest._hotpath", path)
     if spec is None or spec.loader is None:
         raise SystemExit(f"--builds: {path} is not a Python extension module")
