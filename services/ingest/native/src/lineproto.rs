@@ -1,6 +1,6 @@
 //! InfluxDB 1.x line protocol for `energy_consumption` points.
 
-use crate::record::{Float, Reading};
+use crate::record::{bytes_equal, Float, Reading};
 
 const MEASUREMENT: &[u8] = b"energy_consumption";
 
@@ -24,16 +24,7 @@ fn push_tag_value(out: &mut Vec<u8>, value: &str) {
 
 /// Whether `bytes` holds a `,`, `=` or space; eight bytes at a time (most tag values hold none).
 fn needs_escapes(bytes: &[u8]) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    // A byte of `word` equal to `b` zeroes that byte of `word ^ (ONES * b)`; the zero test below
-    // flags it (and may flag bytes above a true zero, which cannot change the answer).
-    let flags = |word: u64| {
-        [b',', b'=', b' '].iter().fold(0, |flagged, &b| {
-            let x = word ^ (ONES * u64::from(b));
-            flagged | (x.wrapping_sub(ONES) & !x & HIGH)
-        })
-    };
+    let flags = |word: u64| bytes_equal(word, b',') | bytes_equal(word, b'=') | bytes_equal(word, b' ');
     let mut chunks = bytes.chunks_exact(8);
     if chunks.by_ref().any(|chunk| flags(u64::from_le_bytes(chunk.try_into().expect("8 bytes"))) != 0) {
         return true;

@@ -298,22 +298,29 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
     i
 }
 
+/// A one in each byte of a word.
+const ONES: u64 = 0x0101_0101_0101_0101;
+/// The high bit of each byte of a word.
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// The bytes of `word` equal to `byte`, flagged by their high bit, eight at a time: the lowest
+/// flag is exact, flags above a true one may be false (the subtraction borrows), so only "is
+/// there one" and "where is the first" are answered.
+pub fn bytes_equal(word: u64, byte: u8) -> u64 {
+    let x = word ^ (ONES * u64::from(byte));
+    x.wrapping_sub(ONES) & !x & HIGH
+}
+
 /// The string whose opening quote is at `start - 1`, and the index after its closing quote; None
 /// (the general parser decides) for escapes, control characters, invalid UTF-8 or no end.
 fn plain_string(b: &[u8], start: usize) -> Option<(&str, usize)> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
     // Eight bytes at a time: the lowest byte flagged below is a quote, a backslash or a control
     // character (flags above the lowest true one can be false, so only the lowest is used).
     let mut i = start;
     let mut ascii = true;
     while i + 8 <= b.len() {
         let word = u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
-        let (quote, backslash) = (word ^ (ONES * b'"' as u64), word ^ (ONES * b'\\' as u64));
-        let flagged = ((quote.wrapping_sub(ONES) & !quote)
-            | (backslash.wrapping_sub(ONES) & !backslash)
-            | (word.wrapping_sub(ONES * 0x20) & !word))
-            & HIGH;
+        let flagged = bytes_equal(word, b'"') | bytes_equal(word, b'\\') | ((word.wrapping_sub(ONES * 0x20) & !word) & HIGH);
         ascii &= word & HIGH == 0;
         if flagged != 0 {
             i += (flagged.trailing_zeros() / 8) as usize;
