@@ -68,7 +68,10 @@ bench-fetch: ## The live reader's CPU (and the Kafka broker's) per reading for e
 bench-peers: ## The same records through this product, Telegraf and Quix Streams into InfluxDB (builds the peers once)
 	$(UV) run --no-sync python bench/bench_peers.py $(ARGS)
 
+bench-influx-shapes: ## influxd's CPU per point for one point per series per write (every write at scale) vs several (a catch-up), same points, one run
+	$(UV) run --no-sync python bench/bench_influx_shapes.py $(ARGS)
+
 bench-influx-cluster: ## InfluxDB single node vs a 2-data-node InfluxDB Cluster, replication 1 and 2: throughput and influxd CPU per point (docs/scaling.md)
 	$(UV) run --no-sync python bench/bench_influx_cluster.py $(ARGS)
 
-.PHONY: help install stack-up stack-down run unit test images bench-ingest bench-aggregator bench-freshness bench-read-once bench-aggregations bench-capacity bench-idle bench-fetch bench-peers bench-dashboard bench-influx-cluster
+.PHONY: help install stack-up stack-down run unit test images bench-ingest bench-aggregator bench-freshness bench-read-once bench-aggregations bench-capacity bench-idle bench-fetch bench-peers bench-dashboard bench-influx-shapes bench-influx-cluster

@@ -14,8 +14,10 @@ the product's schema set-up):
 - **Quix Streams** ``quixstreams[influxdb1]`` with its InfluxDB1Sink (bench/peer_quixstreams.py),
   in a virtual environment of its own under ``~/.cache/smartgrid/peers``.
 
-For each it polls ``count(consumption_kwh)`` in its database every ``--poll`` s and samples the CPU
-time (from /proc) of the peer's processes, influxd, the Kafka broker and redis-server at each poll.
+For each it polls the points its database's shards took (influxd's statistics, ``/debug/vars``:
+free for influxd, where a ``count()`` query over 100k series is not, see :class:`PointsWritten`)
+every ``--poll`` s and samples the CPU time (from /proc) of the peer's processes, influxd, the Kafka
+broker and redis-server at each poll; once they reach N, ``count(consumption_kwh)`` confirms them.
 Throughput: 80 % of N divided by the time between 10 % and 90 % of N stored (both interpolated
 between polls). CPU per message: the peer's CPU from its start until all N are stored, less its
 start-up CPU (measured first, by running it ``--startup`` s on an empty topic), divided by N
@@ -27,6 +29,11 @@ one peer's points are not counted in the next peer's run. Then the ratios agains
 ``--rounds R`` the peers run R times in turn and each figure is the median.
 
 Goal (issue 10): >= 2.5x Telegraf's throughput at <= 0.3x its CPU per message (peer + influxd).
+influxd's share depends on the shape of each peer's writes more than on the peer's work: it works
+per series of a write, and with 100k meters and 3 readings each, a write holding a partition's
+consecutive readings (the product's; Quix Streams' influxd figure says the same of its) carries
+2-3 points per series where Telegraf's (it interleaves the partitions) carries one;
+``bench_influx_shapes.py`` measures that apart.
 The Kafka broker and Redis are shared with whatever else runs on the machine; they are shown for
 context only. Writes bench/results/peers-<timestamp>.json; removes what it created. Run on purpose:
 
@@ -47,6 +54,7 @@ from pathlib import Path
 from tempfile import mkdtemp
 from urllib.parse import urlparse
 
+import httpx
 import psutil
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -196,6 +204,27 @@ def crossing(samples: list[tuple[float, int, dict[str, float]]], level: float) -
     return None
 
 
+class PointsWritten:
+    """Points InfluxDB's shards of ``database`` took so far, from influxd's statistics
+    (``/debug/vars``, each shard's ``writePointsOk``). Reading them costs influxd nothing, where a
+    ``count()`` over 100k series costs it ~1.5 CPU-seconds at 300k points: polled every 0.5 s, the
+    queries would be most of influxd's figure (bench/README.md). Redelivered points count again
+    here, so the run ends on a ``count()`` query once this reaches N."""
+
+    def __init__(self, url: str, database: str) -> None:
+        self.database = database
+        self.http = httpx.Client(base_url=url, timeout=10)
+
+    def poll(self) -> int:
+        response = self.http.get("/debug/vars")
+        response.raise_for_status()
+        return sum(int(stat["values"].get("writePointsOk", 0)) for key, stat in response.json().items()
+                   if key.startswith("shard") and (stat.get("tags") or {}).get("database") == self.database)
+
+    def close(self) -> None:
+        self.http.close()
+
+
 def drop_database(client) -> None:
     """Drop the run's database at once: its cache snapshots and TSM compactions would otherwise run
     in influxd during the next peer's run and be counted there."""
@@ -241,12 +270,16 @@ def measure(peer: Peer, records: int, servers: dict[str, benchlib.PortProcess], 
     samples: list[tuple[float, int, dict[str, float]]] = []
     progress_at, last = time.monotonic(), -1
     unavailable = 0
+    written = PointsWritten(INFLUX, peer.database)
+    counted = 0  # distinct points stored, by query, once the shards took N
     try:
         while True:
             cpu = account.snapshot()
             try:
-                count = bench_ingest.count_points(client)
-            except InfluxUnavailable:  # restarted by other work on the machine: the run is flagged
+                count = written.poll()
+                if count >= records:  # then check by query (after the CPU sample: not counted)
+                    counted = bench_ingest.count_points(client)
+            except (InfluxUnavailable, httpx.HTTPError):  # restarted by other work on the machine: the run is flagged
                 unavailable += 1
                 if time.monotonic() - progress_at > stall:
                     print(f"  {peer.name}: InfluxDB unreachable for {stall:.0f} s")
@@ -255,7 +288,7 @@ def measure(peer: Peer, records: int, servers: dict[str, benchlib.PortProcess], 
                 continue
             now = time.monotonic()
             samples.append((now - began, count, cpu))
-            if count >= records:
+            if counted >= records:
                 break
             if count != last:
                 last, progress_at = count, now
@@ -269,11 +302,17 @@ def measure(peer: Peer, records: int, servers: dict[str, benchlib.PortProcess], 
     finally:
         account.close()
         peer.stop()
+        written.close()
+        if not counted:  # the run ended early: what is stored, by query
+            try:
+                counted = bench_ingest.count_points(client)
+            except InfluxUnavailable:
+                pass
         drop_database(client)
         client.close()
     if not samples:
         samples.append((0.0, 0, account.snapshot()))
-    stored = samples[-1][1]
+    stored = counted
     low, high = crossing(samples, 0.1 * records), crossing(samples, 0.9 * records)
     result = {"peer": peer.name, "records": records, "stored": stored, "all_stored": stored == records,
               "startup_cpu_seconds": startup, "polls": len(samples), "influx_unavailable_polls": unavailable,
@@ -304,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--meters", type=int, default=100_000, help="distinct meters in them (default 100,000)")
     parser.add_argument("--rounds", type=int, default=1, help="times each peer runs, in turn; medians reported (default 1)")
     parser.add_argument("--peers", default=",".join(PEER_NAMES), help=f"which, in order (default {','.join(PEER_NAMES)})")
-    parser.add_argument("--poll", type=float, default=0.5, help="InfluxDB count poll interval, s (default 0.5)")
+    parser.add_argument("--poll", type=float, default=0.5, help="poll interval for the points stored, s (default 0.5)")
     parser.add_argument("--stall", type=float, default=90.0, help="give up on a peer after this long without progress, s (default 90)")
     parser.add_argument("--startup", type=float, default=10.0,
                         help="how long each peer first runs on an empty topic, to measure its start-up CPU, s (default 10)")
@@ -427,7 +466,10 @@ def main() -> int:
     print("  own: the peer's processes, from start to N stored less their start-up on an empty topic, per message stored;")
     print("  (10-90): own CPU in the throughput window only; influxd, broker, redis: from the first point stored to N stored;")
     print("  broker and redis are shared servers, context only (other work on the machine lands there too); influxd's")
-    print("  cache snapshots (every ~25 MB) fall inside a slow writer's window and partly after a fast one's")
+    print("  cache snapshots (every ~25 MB) fall inside a slow writer's window and partly after a fast one's;")
+    print("  influxd works per series of a write: a peer whose writes hold one point per series (Telegraf's: it interleaves")
+    print("  the partitions) costs it ~1.6x per point what writes holding a partition's consecutive readings do")
+    print("  (bench/bench_influx_shapes.py); at scale every write holds one point per series, whoever writes it")
     out = {"timestamp": stamp, "command": " ".join(["bench/bench_peers.py", *sys.argv[1:]]), "cpus": psutil.cpu_count(),
            "settings": vars(args), "runs": runs, "summary": summary, "goal_met": met, "logs": str(logs)}
     benchlib.save_results("peers", stamp, out)
