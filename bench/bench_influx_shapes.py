@@ -15,9 +15,9 @@ in two orders:
 
 For each it prints the series per body, influxd's CPU per point during the writes (from /proc)
 and with 3 s of settling after them (cache snapshots), the rate, and the ratio to the first
-shape. Shapes alternate for ``--rounds`` rounds; figures are medians. influxd does its work per
-series of a write (the index lookup, the cache entry, the WAL record's key, the snapshot's
-block), so the first shape costs it more per point. Run on purpose:
+shape. Shapes alternate for ``--rounds`` rounds; figures are medians. Much of influxd's work is
+per series and field of a write (a cache entry to find, a key in the WAL record, values grouped
+per key), so the first shape costs it more per point. Run on purpose:
 
     uv run --no-sync python bench/bench_influx_shapes.py [--records 300000] [--meters 100000] [--rounds 3]
 """
