@@ -170,3 +170,27 @@ def test_the_native_reader_refuses_an_unsupported_sasl_mechanism():
 
     with pytest.raises(ValueError, match="Unsupported SASL mechanism: NOPE"):
         Reader({"bootstrap.servers": "127.0.0.1:1", "security.protocol": "sasl_ssl", "sasl.mechanism": "NOPE"}, "t")
+
+
+def test_prctl_names_the_calling_thread_and_a_failed_call_raises_with_the_reason():
+    """One prctl for the worker's thread names and its parent-death signal: a call the kernel
+    refuses is an OSError with errno (the worker then watches its parent instead)."""
+    import errno
+    import threading
+
+    from ingest.priority import PR_SET_PDEATHSIG, name_os_thread, prctl
+
+    seen: dict[str, str] = {}
+
+    def named() -> None:
+        name_os_thread("a-name-longer-than-fifteen-bytes")
+        with open(f"/proc/self/task/{threading.get_native_id()}/comm") as comm:
+            seen["comm"] = comm.read().strip()
+
+    thread = threading.Thread(target=named)
+    thread.start()
+    thread.join()
+    assert seen["comm"] == "a-name-longer-t"  # cut to 15 bytes
+    with pytest.raises(OSError) as refused:
+        prctl(PR_SET_PDEATHSIG, 1000)  # no such signal
+    assert refused.value.errno == errno.EINVAL

@@ -38,7 +38,8 @@ class LargeArgumentsUncopied:
     """
 
     def __init__(self) -> None:
-        self._python = PythonRespSerializer(6000, Encoder("utf-8", "strict", False).encode)
+        # Only used for commands with an argument over LARGE_ARGUMENT, which it sends as it is.
+        self._python = PythonRespSerializer(LARGE_ARGUMENT, Encoder("utf-8", "strict", False).encode)
         self._small = redis.connection.HiredisRespSerializer() if redis.connection.HIREDIS_AVAILABLE else self._python
 
     def pack(self, *args):

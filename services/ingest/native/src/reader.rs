@@ -188,11 +188,15 @@ impl HandOff {
 /// records by meter id): the table slot of the one after next, and the record of the next, whose
 /// slot was fetched while the one before was folded. A record keyed otherwise fetches nothing useful.
 fn prefetch_upcoming(states: &FxHashMap<i32, PartitionState>, upcoming: &Upcoming) {
-    for (distance, meter) in [(1, false), (0, true)] {
-        let Some(record) = upcoming.get(distance) else { continue };
-        if let (Some(key), Some(state)) = (record.key(), states.get(&record.partition())) {
-            state.prefetch(meters::hash(key), meter);
-        }
+    let keyed = |distance| {
+        let record = upcoming.get(distance)?;
+        Some((meters::hash(record.key()?), states.get(&record.partition())?))
+    };
+    if let Some((hash, state)) = keyed(1) {
+        state.prefetch_slot(hash);
+    }
+    if let Some((hash, state)) = keyed(0) {
+        state.prefetch_meter(hash);
     }
 }
 

@@ -226,14 +226,14 @@ impl PartitionState {
         postcard::to_extend(&packed, PACKED_MAGIC.to_vec()).expect("serializable")
     }
 
-    /// Start fetching the state of the meter whose id hashes to `hash` (`meters::hash`): its
-    /// table slot, or (`meter`) its record, once the slot was fetched.
-    pub fn prefetch(&self, hash: u64, meter: bool) {
-        if meter {
-            self.meters.prefetch_meter(hash);
-        } else {
-            self.meters.prefetch_slot(hash);
-        }
+    /// Start fetching the table slot of the meter whose id hashes to `hash` (`meters::hash`).
+    pub fn prefetch_slot(&self, hash: u64) {
+        self.meters.prefetch_slot(hash);
+    }
+
+    /// Start fetching the record of the meter whose id hashes to `hash`, once its slot was fetched.
+    pub fn prefetch_meter(&self, hash: u64) {
+        self.meters.prefetch_meter(hash);
     }
 
     fn effective(&self, meter: &Meter) -> u32 {

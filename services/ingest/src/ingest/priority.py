@@ -1,16 +1,35 @@
 """The worker's threads as the OS sees them: named as in Python, and the InfluxDB path's at a
-lower priority than the live path's."""
+lower priority than the live path's; ``prctl``, which names them (and gives a worker its
+parent-death signal)."""
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import os
 import threading
 
 log = logging.getLogger(__name__)
 
-_PR_SET_NAME = 15  # <linux/prctl.h>
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+_PR_SET_NAME = 15
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def prctl(option: int, argument: int | bytes) -> None:
+    """Linux ``prctl(option, argument)`` for the calling thread; OSError when it fails or where
+    there is no ``prctl`` (not Linux)."""
+    try:
+        call = _libc().prctl
+    except AttributeError as error:
+        raise OSError(f"no prctl here: {error}") from None
+    if call(option, argument, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), f"prctl({option}) failed")
 
 
 def name_os_thread(name: str | None = None) -> None:
@@ -18,9 +37,8 @@ def name_os_thread(name: str | None = None) -> None:
     that ``top -H``, ``perf`` and the benchmarks' per-thread figures tell the threads apart (they
     all show "python" otherwise). Linux only; a no-op elsewhere."""
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_NAME, (name or threading.current_thread().name).encode()[:15], 0, 0, 0)
-    except (AttributeError, OSError):
+        prctl(_PR_SET_NAME, (name or threading.current_thread().name).encode()[:15])
+    except OSError:
         pass
 
 

@@ -3,7 +3,6 @@ life (a worker never runs on as an orphan)."""
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import signal
@@ -15,13 +14,11 @@ from smartgrid_common.logs import setup_logging
 from smartgrid_common.settings import load_settings
 
 from .assignment import format_ranges
-from .priority import name_os_thread
+from .priority import PR_SET_PDEATHSIG, name_os_thread, prctl
 from .settings import IngestSettings
 from .stats import WorkerStats
 
 log = logging.getLogger(__name__)
-
-_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def exit_with_parent(parent_pid: int) -> None:
@@ -34,10 +31,8 @@ def exit_with_parent(parent_pid: int) -> None:
     workers. Where prctl is missing (not Linux), a thread polls the parent id instead.
     """
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-    except (AttributeError, OSError) as error:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError as error:
         log.warning("no parent-death signal; watching the parent process instead", extra={"error": str(error)})
         threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True, name="parent-watch").start()
     # The parent may have died before prctl: then no signal will come.
