@@ -64,28 +64,29 @@ def series_per_body(body: bytes) -> int:
     return len({line.rsplit(b" ", 2)[0] for line in body.splitlines()})
 
 
-def write_all(url: str, database: str, bodies: list[bytes], influxd, writers: int, settle: float) -> tuple[float, float, float]:
+def write_all(url: str, database: str, bodies: list[bytes], influxd: benchlib.CpuAccount, writers: int,
+              settle: float) -> tuple[float, float, float]:
     """Write ``bodies`` into a fresh ``database``; (influxd CPU s during the writes, with the
     settling after them, wall s of the writes). The database is dropped after."""
     client = InfluxClient(InfluxSettings.model_validate({"INFLUXDB_URL": url, "INFLUXDB_DATABASE": database}))
     client.ensure_schema()  # as the product ships it: no gzip
     try:
         time.sleep(1.0)
-        cpu0, began = influxd(), time.monotonic()
+        cpu0, began = influxd.snapshot()["influxd"], time.monotonic()
         with ThreadPoolExecutor(writers) as pool:
             for rejected in pool.map(lambda body: client.write(body, "raw_data"), bodies):
                 if rejected:
                     raise SystemExit(f"influxd refused lines: {rejected[:3]}")
-        cpu1, wall = influxd(), time.monotonic() - began
+        cpu1, wall = influxd.snapshot()["influxd"], time.monotonic() - began
         time.sleep(settle)
-        cpu2 = influxd()
+        cpu2 = influxd.snapshot()["influxd"]
         stored = bench_ingest.count_points(client)
         expected = sum(body.count(b"\n") for body in bodies)
         if stored != expected:
             raise SystemExit(f"{database}: {stored:,} points stored of {expected:,}")
         return cpu1 - cpu0, cpu2 - cpu0, wall
     finally:
-        client.query(f'DROP DATABASE "{database}"', method="POST")
+        bench_ingest.drop_database(client)
         client.close()
 
 
@@ -98,24 +99,24 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="rounds, shapes alternating (default 3)")
     parser.add_argument("--settle", type=float, default=3.0, help="s counted after the last write (default 3)")
     args = parser.parse_args()
-    process = benchlib.stack_servers(BROKERS, INFLUX, REDIS)["influxd"]
-
-    def influxd() -> float:
-        return sum(benchlib.cpu_seconds(p) for p in process())
-
+    influxd = benchlib.CpuAccount({"influxd": (benchlib.stack_servers(BROKERS, INFLUX, REDIS)["influxd"], False)})
+    influxd.start()
     records = generate(args.records, meters=args.meters, seed=11, start_ms=int(time.time() * 1000) - 600_000)
     bodies = {shape: bodies_of(records, shape, args.batch) for shape in SHAPES}
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dt%H%M%Sz")
     print(f"influx shapes: {args.records:,} points of {args.meters:,} meters, {args.batch:,}-point writes, "
           f"{args.writers} writers, {args.rounds} rounds", flush=True)
     runs: dict[str, list[tuple[float, float, float]]] = {shape: [] for shape in SHAPES}
-    for round_index in range(args.rounds):
-        for index, shape in enumerate(SHAPES):
-            database = f"bench_shapes_{stamp}_{round_index}_{index}"
-            during, settled, wall = write_all(INFLUX, database, bodies[shape], influxd, args.writers, args.settle)
-            runs[shape].append((during / args.records * 1e6, settled / args.records * 1e6, args.records / wall))
-            print(f"  round {round_index + 1} {shape:<22} {runs[shape][-1][0]:6.1f} µs/point, {runs[shape][-1][1]:6.1f} "
-                  f"with settling, {runs[shape][-1][2]:8,.0f} points/s", flush=True)
+    try:
+        for round_index in range(args.rounds):
+            for index, shape in enumerate(SHAPES):
+                database = f"bench_shapes_{stamp}_{round_index}_{index}"
+                during, settled, wall = write_all(INFLUX, database, bodies[shape], influxd, args.writers, args.settle)
+                runs[shape].append((during / args.records * 1e6, settled / args.records * 1e6, args.records / wall))
+                print(f"  round {round_index + 1} {shape:<22} {runs[shape][-1][0]:6.1f} µs/point, {runs[shape][-1][1]:6.1f} "
+                      f"with settling, {runs[shape][-1][2]:8,.0f} points/s", flush=True)
+    finally:
+        influxd.close()
     print(f"\n== influxd CPU per point by the shape of the writes (medians of {args.rounds}) ==")
     print(f"  {'shape':<22} {'series/body':>11} {'pts/series':>10} {'µs/point':>9} {'settled':>8} {'points/s':>9} {'x first':>8}")
     base = None

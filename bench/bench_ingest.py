@@ -177,6 +177,15 @@ def influx_client(url: str, database: str) -> InfluxClient:
     )
 
 
+def drop_database(client: InfluxClient) -> None:
+    """Drop ``client``'s database at once, so that influxd's cache snapshots and TSM compactions of
+    its points do not run (and count) in the next measurement."""
+    try:
+        client.query(f'DROP DATABASE "{client.database}"', method="POST")
+    except Exception as error:  # noqa: BLE001 - the final clean-up tries again
+        print(f"  could not drop {client.database}: {error}")
+
+
 def count_points(client: InfluxClient) -> int:
     results = client.query('SELECT count(consumption_kwh) FROM "raw_data"."energy_consumption"')
     for result in results:

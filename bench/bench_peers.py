@@ -225,15 +225,6 @@ class PointsWritten:
         self.http.close()
 
 
-def drop_database(client) -> None:
-    """Drop the run's database at once: its cache snapshots and TSM compactions would otherwise run
-    in influxd during the next peer's run and be counted there."""
-    try:
-        client.query(f'DROP DATABASE "{client.database}"', method="POST")
-    except Exception as error:  # noqa: BLE001 - the final clean-up tries again
-        print(f"  could not drop {client.database}: {error}")
-
-
 def startup_cpu(peer: Peer, seconds: float) -> float:
     """CPU seconds of ``peer``'s processes from start until ``seconds`` later, on an empty topic:
     start-up (imports, connections) and idle polling, which the measured run subtracts."""
@@ -248,7 +239,7 @@ def startup_cpu(peer: Peer, seconds: float) -> float:
     finally:
         account.close()
         peer.stop()
-        drop_database(client)
+        bench_ingest.drop_database(client)  # its snapshots and compactions must not land in the next run
         client.close()
 
 
@@ -308,7 +299,7 @@ def measure(peer: Peer, records: int, servers: dict[str, benchlib.PortProcess], 
                 counted = bench_ingest.count_points(client)
             except InfluxUnavailable:
                 pass
-        drop_database(client)
+        bench_ingest.drop_database(client)  # its snapshots and compactions must not land in the next run
         client.close()
     if not samples:
         samples.append((0.0, 0, account.snapshot()))
