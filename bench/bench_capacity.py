@@ -141,6 +141,7 @@ def run(rate: int, seconds: float, warmup: float, meters: int, workers: int) -> 
         applied1 = int(redis.hget(stats_key, "applied") or 0)
         backlog_summaries = redis.xlen(summary_stream(names.prefix))
         load_avg = os.getloadavg()
+        influxd_gc = benchlib.go_gc(servers["influxd"])
 
         committed, produced = committed1 - committed0, produced1 - produced0
         if committed <= 0:
@@ -154,7 +155,7 @@ def run(rate: int, seconds: float, warmup: float, meters: int, workers: int) -> 
         target = "max (simulator flat out)" if rate == 0 else f"{rate:,} readings/s"
         print(f"capacity bench: {target}, {seconds:.0f} s measured after {warmup:.0f} s warm-up, {meters:,} meters, "
               f"{PARTITIONS} partitions, ingest {workers} worker(s), aggregations on, aggregator + writer on, "
-              f"{psutil.cpu_count()} CPUs, load average at the end {load_avg[0]:.1f}")
+              f"{psutil.cpu_count()} CPUs, load average at the end {load_avg[0]:.1f}; influxd: {influxd_gc}")
         print(f"  produced in the window: {produced:,} ({produced / elapsed:,.0f}/s); committed by ingest: "
               f"{committed:,} ({committed / elapsed:,.0f}/s) -> "
               f"{'sustained' if sustained else 'NOT sustained'} (>= {SUSTAINED_SHARE:.0%} of produced)")
@@ -198,7 +199,7 @@ def run(rate: int, seconds: float, warmup: float, meters: int, workers: int) -> 
         print(f"  logs: {logs}")
         return {
             "rate_target": rate or "max", "seconds": elapsed, "warmup": warmup, "meters": meters, "workers": workers,
-            "partitions": PARTITIONS, "cpus": psutil.cpu_count(), "load_average_end": load_avg,
+            "partitions": PARTITIONS, "cpus": psutil.cpu_count(), "load_average_end": load_avg, "influxd_gc": influxd_gc,
             "produced": produced, "committed": committed, "produced_per_s": produced / elapsed,
             "committed_per_s": committed / elapsed, "sustained": sustained, "committed_per_s_intervals": intervals,
             "backlog_start": produced0 - committed0, "backlog_end": produced1 - committed1, "read_again": read_again, "detached": detached,

@@ -99,13 +99,14 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="rounds, shapes alternating (default 3)")
     parser.add_argument("--settle", type=float, default=3.0, help="s counted after the last write (default 3)")
     args = parser.parse_args()
-    influxd = benchlib.CpuAccount({"influxd": (benchlib.stack_servers(BROKERS, INFLUX, REDIS)["influxd"], False)})
+    server = benchlib.stack_servers(BROKERS, INFLUX, REDIS)["influxd"]
+    influxd = benchlib.CpuAccount({"influxd": (server, False)})
     influxd.start()
     records = generate(args.records, meters=args.meters, seed=11, start_ms=int(time.time() * 1000) - 600_000)
     bodies = {shape: bodies_of(records, shape, args.batch) for shape in SHAPES}
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dt%H%M%Sz")
     print(f"influx shapes: {args.records:,} points of {args.meters:,} meters, {args.batch:,}-point writes, "
-          f"{args.writers} writers, {args.rounds} rounds", flush=True)
+          f"{args.writers} writers, {args.rounds} rounds; influxd: {benchlib.go_gc(server)}", flush=True)
     runs: dict[str, list[tuple[float, float, float]]] = {shape: [] for shape in SHAPES}
     try:
         for round_index in range(args.rounds):

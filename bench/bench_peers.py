@@ -362,6 +362,8 @@ def main() -> int:
     if "quixstreams" in peers:
         quix_python()
     servers = benchlib.stack_servers(BROKERS, INFLUX, REDIS)
+    influxd_gc = benchlib.go_gc(servers["influxd"])
+    print(f"  influxd (the same for every peer): {influxd_gc}")
 
     began = time.perf_counter()
     records = generate(args.records, meters=args.meters, seed=11, start_ms=int(time.time() * 1000) - 600_000)
@@ -462,7 +464,7 @@ def main() -> int:
     print("  the partitions) costs it ~1.6x per point what writes holding a partition's consecutive readings do")
     print("  (bench/bench_influx_shapes.py); at scale every write holds one point per series, whoever writes it")
     out = {"timestamp": stamp, "command": " ".join(["bench/bench_peers.py", *sys.argv[1:]]), "cpus": psutil.cpu_count(),
-           "settings": vars(args), "runs": runs, "summary": summary, "goal_met": met, "logs": str(logs)}
+           "influxd_gc": influxd_gc, "settings": vars(args), "runs": runs, "summary": summary, "goal_met": met, "logs": str(logs)}
     benchlib.save_results("peers", stamp, out)
     return 0
 

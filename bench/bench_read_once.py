@@ -27,22 +27,17 @@ import uuid
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from ingest._hotpath import Processor, Reader
-from ingest.records import FETCH_MIN_BYTES
+from ingest.records import reader_config
 from ingest.settings import IngestSettings
 from simulator import generate, produce
 
 BROKERS = "127.0.0.1:9092"
 PARTITIONS = 32
 BATCH = 10_000
-CONFIG = {
-    "bootstrap.servers": BROKERS,
-    "enable.auto.commit": "false",
-    "enable.auto.offset.store": "false",
-    "enable.partition.eof": "false",
-    "queued.max.messages.kbytes": "16384",
-}
-FETCH_WAIT_MS = round(IngestSettings.model_fields["kafka_fetch_wait"].default * 1000)  # as shipped
-NATIVE = CONFIG | {"fetch.wait.max.ms": str(FETCH_WAIT_MS), "fetch.min.bytes": str(FETCH_MIN_BYTES)}
+# the native readers as a worker configures them (fetch wait, minimum bytes, queue: as shipped)
+NATIVE = reader_config(IngestSettings(kafka_brokers=BROKERS), "bench")
+# the InfluxDB path's confluent-kafka consumer before read-once: the same client settings
+CONFIG = {key: value for key, value in NATIVE.items() if not key.startswith("fetch.")}
 
 
 def group() -> str:

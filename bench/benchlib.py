@@ -70,6 +70,19 @@ def stack_servers(brokers: str, influxdb: str, redis: str) -> dict[str, PortProc
     return {role: PortProcess(role, port) for role, port in ports.items()}
 
 
+def go_gc(server: PortProcess) -> str:
+    """The garbage collector settings a Go server (influxd) runs with, from its environment:
+    ``GOGC=200 GOMEMLIMIT=2GiB`` (scripts/stack's), or Go's defaults. Its CPU per point depends on
+    them (docs/capacity.md, "influxd's garbage collector")."""
+    processes = server()
+    try:
+        environ = processes[0].environ() if processes else {}
+    except psutil.Error:
+        return "GC settings unknown"
+    settings = [f"{name}={environ[name]}" for name in ("GOGC", "GOMEMLIMIT") if name in environ]
+    return " ".join(settings) or "Go's default GC (GOGC=100)"
+
+
 def cpu_seconds(process: psutil.Process) -> float:
     """User + system CPU seconds of ``process`` so far."""
     times = process.cpu_times()

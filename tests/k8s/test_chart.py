@@ -89,7 +89,7 @@ def test_helm_test_pod_checks_the_operator_and_the_demo_backends(cluster: Cluste
     assert "operator-probe" in script and "influxdb:8086/ping" in script and "demo-aggregator:9102/healthz" in script
 
 
-def test_influxdb_is_configured_with_tsi1_and_unlimited_values_per_tag(cluster: Cluster):
+def test_influxdb_is_configured_with_tsi1_unlimited_values_per_tag_and_its_gc_settings(cluster: Cluster):
     rendered = cluster.helm(
         "template",
         "demo",
@@ -102,6 +102,8 @@ def test_influxdb_is_configured_with_tsi1_and_unlimited_values_per_tag(cluster: 
     docs = {d["kind"]: d for d in yaml.safe_load_all(rendered) if d}
     config = docs["ConfigMap"]["data"]["influxdb.conf"]
     assert 'index-version = "tsi1"' in config and "max-values-per-tag = 0" in config
+    container = docs["StatefulSet"]["spec"]["template"]["spec"]["containers"][0]
+    assert {e["name"]: e["value"] for e in container["env"]} == {"GOGC": "200", "GOMEMLIMIT": "768MiB"}
     script = docs["Job"]["spec"]["template"]["spec"]["containers"][0]["command"][-1]
     assert 'CREATE DATABASE "smart_grid_monitoring"' in script
     assert 'CREATE RETENTION POLICY "raw_data"' in script and "DEFAULT" in script

@@ -63,3 +63,11 @@ def test_an_unknown_kind_is_refused_naming_the_choices(tmp_path, args):
     result = stack(tmp_path, *args, **({} if "--influxdb" in args else {"SMARTGRID_INFLUXDB": "enterprise"}))
     assert result.returncode != 0
     assert "single, cluster, system" in result.stderr
+
+
+@pytest.mark.parametrize(("name", "value"), [("SMARTGRID_INFLUXDB_GOGC", "fast"), ("SMARTGRID_INFLUXDB_GOMEMLIMIT", "2GB")])
+def test_a_gc_setting_influxd_would_ignore_stops_up_before_anything_starts(tmp_path, name, value):
+    refused = stack(tmp_path, "up", **{name: value})
+    assert refused.returncode == 1
+    assert f"{name}={value!r}" in refused.stderr and "set it to" in refused.stderr
+    assert not (tmp_path / "run").exists()  # no server was started
