@@ -102,6 +102,7 @@ def test_influxdb_is_configured_with_tsi1_unlimited_values_per_tag_and_its_gc_se
     docs = {d["kind"]: d for d in yaml.safe_load_all(rendered) if d}
     config = docs["ConfigMap"]["data"]["influxdb.conf"]
     assert 'index-version = "tsi1"' in config and "max-values-per-tag = 0" in config
+    assert 'cache-snapshot-memory-size = "100m"' in config
     container = docs["StatefulSet"]["spec"]["template"]["spec"]["containers"][0]
     assert {e["name"]: e["value"] for e in container["env"]} == {"GOGC": "200", "GOMEMLIMIT": "768MiB"}
     script = docs["Job"]["spec"]["template"]["spec"]["containers"][0]["command"][-1]
