@@ -459,7 +459,8 @@ def main() -> int:
     print("  own: the peer's processes, from start to N stored less their start-up on an empty topic, per message stored;")
     print("  (10-90): own CPU in the throughput window only; influxd, broker, redis: from the first point stored to N stored;")
     print("  broker and redis are shared servers, context only (other work on the machine lands there too); influxd's")
-    print("  cache snapshots (the stack's: at 100 MB) fall after a run of 300k points, whoever writes it: no peer's figure has them;")
+    print(f"  cache snapshots (the stack's: at 100 MB) fall after a run of {args.records:,} points of {args.meters:,} meters "
+          "(docs/capacity.md), whoever writes it: no peer's figure has them;")
     print("  influxd works per series of a write: a peer whose writes hold one point per series (Telegraf's: it interleaves")
     print("  the partitions) costs it ~1.6x per point what writes holding a partition's consecutive readings do")
     print("  (bench/bench_influx_shapes.py); at scale every write holds one point per series, whoever writes it")
