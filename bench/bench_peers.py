@@ -459,8 +459,10 @@ def main() -> int:
     print("  own: the peer's processes, from start to N stored less their start-up on an empty topic, per message stored;")
     print("  (10-90): own CPU in the throughput window only; influxd, broker, redis: from the first point stored to N stored;")
     print("  broker and redis are shared servers, context only (other work on the machine lands there too); influxd's")
-    print(f"  cache snapshots (the stack's: at 100 MB) fall after a run of {args.records:,} points of {args.meters:,} meters "
-          "(docs/capacity.md), whoever writes it: no peer's figure has them;")
+    cache_mb = (args.meters * 4 * 110 + args.records * 4 * 16) / 1e6  # keys per series and field, values (docs/capacity.md)
+    print(f"  cache snapshots (the stack's: at 100 MB; a run fills ~{cache_mb:.0f} MB) "
+          + ("fall after every run: no peer's figure has them;" if cache_mb < 100 else
+             "fall inside a slow writer's window and partly after a fast one's;"))
     print("  influxd works per series of a write: a peer whose writes hold one point per series (Telegraf's: it interleaves")
     print("  the partitions) costs it ~1.6x per point what writes holding a partition's consecutive readings do")
     print("  (bench/bench_influx_shapes.py); at scale every write holds one point per series, whoever writes it")
