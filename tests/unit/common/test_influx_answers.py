@@ -48,3 +48,56 @@ def test_a_reason_never_carries_a_url_s_userinfo():
     response = answer(500, 'Post "http://admin:s3cret@meta:8091/execute": connection refused')
     assert "s3cret" not in _reason(response) and "http://meta:8091/execute" in _reason(response)
     assert "s3cret" not in _reason(httpx.Response(502, text="bad gateway http://u:s3cret@node:8086"))
+
+
+class Cluster:
+    """A cluster's /write as MockTransport: refuses the lines holding ``conflict`` with a 500
+    ``partial write: ... dropped=N``, stores the rest; ``lies`` of its answers to a body holding
+    refused lines are a 204 that stores nothing: InfluxDB Cluster at consistency one answered so to
+    parts of a refused body (its first answer, a 500, was true)."""
+
+    def __init__(self, lies: int) -> None:
+        self.lies = lies
+        self.stored: set[bytes] = set()
+        self.requests = 0
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests += 1
+        lines = [line for line in request.content.split(b"\n") if line]
+        refused = [line for line in lines if b"conflict" in line]
+        if refused and self.lies and self.requests > 1:
+            self.lies -= 1
+            return httpx.Response(204)
+        self.stored.update(line for line in lines if line not in refused)
+        if refused:
+            return answer(500, f'write failed: partial write: field type conflict: input field "v" on measurement "m" '
+                               f"is type float, already exists as type string dropped={len(refused)}")
+        return httpx.Response(204)
+
+
+def client_of(cluster: Cluster):
+    from smartgrid_common.influx import InfluxClient
+    from smartgrid_common.settings import InfluxSettings
+
+    client = InfluxClient(InfluxSettings(INFLUXDB_URL="http://node-1:8086"))
+    client.nodes[0].http = httpx.Client(base_url="http://node-1:8086", transport=httpx.MockTransport(cluster))
+    return client
+
+
+BODY = b"".join(b"m,id=%d v=1 %d\n" % (i, i) for i in range(40)).replace(b"id=7 ", b"id=7conflict ").replace(b"id=30 ", b"id=30conflict ")
+
+
+@pytest.mark.parametrize("lies", [0, 1, 2])
+def test_every_refused_line_is_found_even_when_the_cluster_accepts_a_part_holding_one(lies):
+    cluster = Cluster(lies)
+    rejected = client_of(cluster).write(BODY, "raw_data")
+    assert [item.index for item in rejected] == [7, 30]
+    assert all("field type conflict" in item.reason for item in rejected)
+    assert len(cluster.stored) == 38
+
+
+def test_answers_that_keep_contradicting_the_refusal_are_a_failure_to_retry_not_a_success():
+    from smartgrid_common.influx import InfluxUnavailable
+
+    with pytest.raises(InfluxUnavailable, match="refused 2 of 40 points but accepted the parts holding them"):
+        client_of(Cluster(lies=1000)).write(BODY, "raw_data")

@@ -11,7 +11,9 @@ database: worth retrying, never a reason to drop data), or comes back with the p
 REJECTED: a 400/413 from one node, or a cluster's 500 ``partial write: ... dropped=N`` (a field
 type conflict there). Rejected points are found by splitting the batch in halves until single
 lines remain: re-sending accepted points is harmless because InfluxDB overwrites a point with the
-same series and timestamp.
+same series and timestamp. A refusal's ``dropped=N`` is checked against the lines found: answers
+that account for fewer (a cluster's 204 for a part it stored nothing of) are bisected again, then
+raise InfluxUnavailable; a refused point is never taken for a written one.
 
 A cluster's bare 500 ``partial write`` means "stored, but not on as many replicas as the write
 consistency asks" (a data node is down; hinted handoff delivers the rest when it is back). With
@@ -27,6 +29,7 @@ from __future__ import annotations
 import gzip
 import itertools
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -97,6 +100,12 @@ def _partial_write(response: httpx.Response) -> str | None:
     return None
 
 
+def _dropped(response: httpx.Response) -> int:
+    """The ``dropped=N`` of a refusal (0 without one): at least N of its points were refused."""
+    counts = _DROPPED.findall(response.text)
+    return int(counts[-1]) if counts else 0
+
+
 def _results(response: httpx.Response) -> list[dict]:
     """The ``results`` of a /query answer; raises InfluxUnavailable for an error in it."""
     if response.status_code != 200:
@@ -107,6 +116,11 @@ def _results(response: httpx.Response) -> list[dict]:
             raise InfluxUnavailable(f"query failed: {result['error']}")
     return results
 
+
+_DROPPED = re.compile(r"dropped=(\d+)")
+
+# Times a refused body is bisected again when the answers to its halves contradict the refusal.
+BISECT_ATTEMPTS = 3
 
 # Seconds a created database or policy may take to reach every data node of a cluster.
 SCHEMA_PROPAGATION = 10.0
@@ -356,8 +370,32 @@ class InfluxClient:
     def _bisect(
         self, lines: list[bytes], start: int, retention_policy: str, precision: str, response: httpx.Response
     ) -> list[Rejected]:
+        """The lines of a refused body that InfluxDB refuses, found by writing its halves.
+
+        The refusal's ``dropped=N`` is a lower bound of the lines refused in it (one shard's count,
+        or the points beyond the retention). A cluster asked for consistency ``one`` was seen to
+        answer 204 for a part holding a point that both replicas refuse, and store nothing: the
+        halves then account for fewer than N lines. Such a body is bisected again, up to
+        ``BISECT_ATTEMPTS`` times, then raises InfluxUnavailable (the caller retries it whole):
+        a point InfluxDB refuses always reaches the dead-letter topic, never vanishes."""
         if len(lines) == 1:
             return [Rejected(start, _reason(response))]
+        refused_at_least = _dropped(response)
+        for attempt in range(1, BISECT_ATTEMPTS + 1):
+            rejected = self._bisect_halves(lines, start, retention_policy, precision)
+            if len(rejected) >= refused_at_least:
+                return rejected
+            log.warning(
+                "influxdb's answers contradict: the halves of a refused body were accepted; bisecting again",
+                extra={"lines": len(lines), "refused_at_least": refused_at_least, "found": len(rejected),
+                       "attempt": attempt, "reason": _reason(response)},
+            )
+        raise InfluxUnavailable(
+            f"InfluxDB refused {refused_at_least} of {len(lines)} points but accepted the parts holding them "
+            f"{BISECT_ATTEMPTS} times: {_reason(response)}"
+        )
+
+    def _bisect_halves(self, lines: list[bytes], start: int, retention_policy: str, precision: str) -> list[Rejected]:
         middle = len(lines) // 2
         rejected: list[Rejected] = []
         for part, offset in ((lines[:middle], start), (lines[middle:], start + middle)):
