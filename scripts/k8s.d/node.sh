@@ -379,7 +379,7 @@ load_images() {
 }
 
 load_pause_image() {
-  if ctr_ images ls -q | grep -qxF "$PAUSE_IMAGE" && [[ $(cat "$NODE/images/pause" 2>/dev/null) == "$K8S_VERSION" ]]; then
+  if grep -qxF "$PAUSE_IMAGE" <<<"$(ctr_ images ls -q)" && [[ $(cat "$NODE/images/pause" 2>/dev/null) == "$K8S_VERSION" ]]; then
     return 0
   fi
   local tmp; tmp=$(mktemp -d "$NODE/pause.XXXX")
@@ -388,7 +388,9 @@ load_pause_image() {
   podman_ import --quiet --change 'ENTRYPOINT ["/pause"]' --change 'USER 65535:65535' "$tmp/rootfs.tar" "$PAUSE_IMAGE" >/dev/null
   podman_ save --format oci-archive "$PAUSE_IMAGE" 2>/dev/null | ctr_ images import --base-name "${PAUSE_IMAGE%:*}" - >/dev/null
   rm -rf "$tmp"
-  ctr_ images ls -q | grep -qxF "$PAUSE_IMAGE" || die "$PAUSE_IMAGE not in containerd after the import"
+  # grep reads a here-string, not a pipe: under pipefail, `ctr ... | grep -q` fails when grep
+  # exits on the first line and ctr, still writing the next, dies of SIGPIPE.
+  grep -qxF "$PAUSE_IMAGE" <<<"$(ctr_ images ls -q)" || die "$PAUSE_IMAGE not in containerd after the import"
   mkdir -p "$NODE/images"; echo "$K8S_VERSION" >"$NODE/images/pause"
   log "pause image $PAUSE_IMAGE loaded"
 }
