@@ -403,6 +403,10 @@ def main() -> int:
                       f"redis {per['redis-server']:.1f}); stored {run['stored']:,}{'' if run['all_stored'] else ' NOT ALL'}", flush=True)
             else:
                 print(f"  {LABELS[name]:<24} round {round_index + 1}: no 10-90 % figure; stored {run['stored']:,} of {args.records:,}", flush=True)
+            if run.get("msgs_per_s") and run["seconds_10_90"] < 10 * args.poll:
+                print(f"      note: the 10-90 % window ({run['seconds_10_90']:.1f} s) is under 10 polls: its throughput "
+                      f"is within about +-{50 * args.poll / run['seconds_10_90']:.0f} %; more --records (with --meters "
+                      "scaled) or a shorter --poll steady it")
             if run["restarted"] or run["influx_unavailable_polls"]:
                 print(f"      WARNING: restarted during the run by other work: {', '.join(run['restarted']) or 'none'}; "
                       f"InfluxDB unreachable at {run['influx_unavailable_polls']} polls: this run's figures are suspect")
