@@ -44,8 +44,9 @@ def test_influxdb_behind_by_more_than_the_hand_off_detaches_reads_kafka_and_atta
     records = dataset(40_000, meters=2_000, start_ms=now_ms() - 1_200_000, seed=42)
     valid = sum(1 for r in records if r.label == "valid")
     pipeline.start_aggregator()
-    # A hand-off of 2,000 records: InfluxDB down for a few seconds is far more than that.
-    service = pipeline.start_ingest(PROCESSOR_QUEUE_SIZE="2000", INFLUXDB_BATCH_SIZE="500")
+    # A hand-off of 2,000 records: InfluxDB down for a few seconds is far more than that. Reads of
+    # at most 1,000 records: the InfluxDB path's own reads pause tens of times behind it.
+    service = pipeline.start_ingest(PROCESSOR_QUEUE_SIZE="2000", INFLUXDB_BATCH_SIZE="500", KAFKA_BATCH_SIZE="1000")
     service.wait_ready()
     chunks = [records[i : i + 2_000] for i in range(0, len(records), 2_000)]
     errors: list[BaseException] = []
@@ -80,6 +81,11 @@ def test_influxdb_behind_by_more_than_the_hand_off_detaches_reads_kafka_and_atta
     assert totals["committed"] == len(records)
     # What the live thread had read ahead while detached was read again, and only that.
     assert 0 < totals["read_again"] < len(records)
+    # Read again at InfluxDB's pace, through a 2,000-record hand-off: many pauses, and a warning
+    # for the first of them only (the others are counted in the 30 s statistics line).
+    warned = log_lines(service, "backpressure: reading paused")
+    assert totals["backpressure_pauses"] >= 10
+    assert 1 <= warned < totals["backpressure_pauses"] // 2, (warned, totals["backpressure_pauses"])
     # Caught up, it takes lines from the live thread again: new records are read once.
     wait_until(lambda: log_lines(service, "reading lines from the live path again") >= 1, 60, "the InfluxDB path to attach again")
     before = service.totals()

@@ -243,12 +243,16 @@ class Worker:
         if in_units >= limit:
             if not self.stats.paused:
                 self.stats.count("backpressure_pauses")
-                log.warning("backpressure: reading paused", extra={"in_flight": in_units, "limit": limit})
+                # A backlog drained at InfluxDB's pace pauses about every second: the first pause
+                # since the last statistics line is a warning, the others are counted in that line.
+                first = self.stats.counters["backpressure_pauses"] - self.last_report[1]["backpressure_pauses"] == 1
+                log.log(logging.WARNING if first else logging.DEBUG, "backpressure: reading paused (InfluxDB is slower than Kafka)",
+                        extra={"in_flight": in_units, "limit": limit})
                 self.units.maybe_submit(force=True)
             self.stats.paused = True
         elif self.stats.paused and in_units <= limit // 2:
             self.stats.paused = False
-            log.info("backpressure released: reading resumed", extra={"in_flight": in_units})
+            log.debug("backpressure released: reading resumed", extra={"in_flight": in_units})
         if self.stats.paused:
             time.sleep(0.05)
         return self.stats.paused
@@ -317,6 +321,7 @@ class Worker:
                 "in_flight": self.handoff.records,
                 "reading_kafka": self.own is not None,
                 "paused": self.stats.paused,
+                "backpressure_pauses": counters["backpressure_pauses"] - before["backpressure_pauses"],
                 "lag": sum(self.stats.lag.values()),
                 "influx_retries": counters["influx_retries"] - before["influx_retries"],
             },
