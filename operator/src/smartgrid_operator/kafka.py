@@ -13,6 +13,7 @@ from typing import Any
 
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
+from smartgrid_common.logs import KAFKA_CLIENT_LOG
 
 from smartgrid_operator import kube
 
@@ -159,21 +160,24 @@ def read_topic(config: Mapping[str, object], topic: str, group_id: str, timeout_
     only the lag could not be read (the partition count is what scaling needs).
     """
     bootstrap_servers = config["bootstrap.servers"]
-    admin = AdminClient(dict(config))
+    admin = AdminClient({**config, "logger": KAFKA_CLIENT_LOG})
     try:
-        metadata = admin.list_topics(topic=topic, timeout=timeout_s)
-    except KafkaException as error:
-        raise KafkaUnavailable(f"cannot reach Kafka at {bootstrap_servers}: {error}") from None
-    described = metadata.topics.get(topic)
-    if described is None or described.error is not None or not described.partitions:
-        reason = described.error if described is not None else "not in metadata"
-        raise KafkaUnavailable(f"topic {topic!r} is not available on {bootstrap_servers}: {reason}")
-    partitions = sorted(described.partitions)
-    try:
-        lag = _group_lag(admin, topic, group_id, partitions, timeout_s)
-    except (KafkaException, TimeoutError, ValueError):
-        lag = None
-    return TopicState(partitions=len(partitions), consumer_lag=lag)
+        try:
+            metadata = admin.list_topics(topic=topic, timeout=timeout_s)
+        except KafkaException as error:
+            raise KafkaUnavailable(f"cannot reach Kafka at {bootstrap_servers}: {error}") from None
+        described = metadata.topics.get(topic)
+        if described is None or described.error is not None or not described.partitions:
+            reason = described.error if described is not None else "not in metadata"
+            raise KafkaUnavailable(f"topic {topic!r} is not available on {bootstrap_servers}: {reason}")
+        partitions = sorted(described.partitions)
+        try:
+            lag = _group_lag(admin, topic, group_id, partitions, timeout_s)
+        except (KafkaException, TimeoutError, ValueError):
+            lag = None
+        return TopicState(partitions=len(partitions), consumer_lag=lag)
+    finally:
+        admin.poll(0)  # its log lines
 
 
 def _group_lag(admin: AdminClient, topic: str, group_id: str, partitions: list[int], timeout_s: float) -> int:

@@ -48,3 +48,20 @@ def setup_logging(service: str, level: str = "INFO") -> None:
     logging.getLogger("uvicorn.access").setLevel("WARNING")
     # One line per HTTP request would drown the log (ingest writes many times a second).
     logging.getLogger("httpx").setLevel("WARNING")
+
+
+class KafkaClientLog:
+    """The ``logger`` of a confluent-kafka client: librdkafka's own lines become the service's JSON
+    lines (logger ``librdkafka``) instead of plain text on stderr, at the levels the live path's
+    native reader gives them: its errors and warnings, which it retries (a broker that went away, a
+    coordinator still loading), as warnings. A client made with it queues its lines until it is
+    polled: poll it in its loop, or once before it is closed."""
+
+    def __init__(self) -> None:
+        self._log = logging.getLogger("librdkafka")
+
+    def log(self, level: int, fmt: str, *args: object) -> None:
+        self._log.log(min(level, logging.WARNING), fmt, *args)
+
+
+KAFKA_CLIENT_LOG = KafkaClientLog()

@@ -24,6 +24,7 @@ import threading
 import time
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, Producer, TopicPartition
+from smartgrid_common.logs import KAFKA_CLIENT_LOG
 
 from ._hotpath import Lines
 from .catchup import OwnReader, records_behind
@@ -56,7 +57,7 @@ class Worker:
         self.stop = stop
         self._hard_stop = hard_stop
         self.topic = settings.kafka_topic
-        common = {"bootstrap.servers": settings.kafka_brokers, **settings.kafka_security()}
+        common = {"bootstrap.servers": settings.kafka_brokers, "logger": KAFKA_CLIENT_LOG, **settings.kafka_security()}
         threads_before = thread_ids()
         self.consumer = Consumer(
             common
@@ -162,8 +163,9 @@ class Worker:
                 if self.live is not None and self.live.error is not None:
                     raise RuntimeError("live path failed") from self.live.error
                 self._commit_finished()
-                if self.partitions is None:
-                    self.consumer.poll(0)  # the group's callbacks (its partitions are paused)
+                # The group's callbacks (its partitions are paused) and both clients' log lines.
+                self.consumer.poll(0)
+                self.producer.poll(0)
                 self._read()
                 self.units.maybe_submit()
                 self._update_health()

@@ -10,6 +10,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 from smartgrid_common.contracts import DEFAULT_TOPIC
+from smartgrid_common.logs import KAFKA_CLIENT_LOG
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,8 @@ class KafkaSink:
         self.sent = 0
         self.last_error: str | None = None
         self._producer = Producer(
-            producer_config(brokers, on_delivery=self._on_delivery, error_cb=self._on_error, **config_overrides)
+            producer_config(brokers, on_delivery=self._on_delivery, error_cb=self._on_error, logger=KAFKA_CLIENT_LOG,
+                            **config_overrides)
         )
 
     def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
