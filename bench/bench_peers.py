@@ -459,6 +459,10 @@ def main() -> int:
         print(f"  goal: >= {THROUGHPUT_GOAL}x Telegraf's throughput and <= {CPU_GOAL}x its CPU per message (own + influxd), "
               f"all N stored: {'met' if met else 'NOT met'} (x{product['x_telegraf_throughput']:.2f} throughput, "
               f"x{product['x_telegraf_cpu']:.2f} CPU)")
+        if summary["telegraf"].get("own_influxd") and product.get("influxd") is not None:
+            # The CPU ratio cannot go below influxd's work for the product's points alone.
+            floor = product["x_telegraf_influxd_floor"] = product["influxd"] / summary["telegraf"]["own_influxd"]
+            print(f"  floor: influxd alone, under this product, is x{floor:.2f} Telegraf's CPU per message (own + influxd)")
     print("  x thr., x CPU (own + influxd), x own: ratios to Telegraf in this run")
     print("  own: the peer's processes, from start to N stored less their start-up on an empty topic, per message stored;")
     print("  (10-90): own CPU in the throughput window only; influxd, broker, redis: from the first point stored to N stored;")
