@@ -69,10 +69,11 @@ def _changed(value: Any, sub: dict[str, Any]) -> Any:
 def _mapped() -> list[tuple[tuple[str, ...], dict[str, Any], str]]:
     """(CRD path, its schema, the variable it sets) for every defaulted scalar the config carries."""
     spec_schema = crd_schema()["properties"]["spec"]
-    base = build_config_data(defaulted_spec())
+    default = defaulted_spec()
+    base = build_config_data(default)
     found = []
     for path, sub in _leaves(spec_schema):
-        spec = copy.deepcopy(defaulted_spec())
+        spec = copy.deepcopy(default)
         node = spec
         for key in path[:-1]:
             node = node.get(key)

@@ -24,7 +24,6 @@ import threading
 import time
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, Producer, TopicPartition
-from smartgrid_common.logs import KAFKA_CLIENT_LOG
 
 from ._hotpath import Lines
 from .catchup import OwnReader, records_behind
@@ -57,7 +56,7 @@ class Worker:
         self.stop = stop
         self._hard_stop = hard_stop
         self.topic = settings.kafka_topic
-        common = {"bootstrap.servers": settings.kafka_brokers, "logger": KAFKA_CLIENT_LOG, **settings.kafka_security()}
+        common = settings.kafka_client()
         threads_before = thread_ids()
         self.consumer = Consumer(
             common

@@ -6,6 +6,7 @@ import socket
 
 from pydantic import SecretStr, field_validator, model_validator
 from smartgrid_common.contracts import DEFAULT_TOPIC, DLQ_SUFFIX
+from smartgrid_common.logs import KAFKA_CLIENT_LOG
 from smartgrid_common.settings import Duration, EventTimeSettings, InfluxSettings, RedisSettings, ServiceSettings, env
 
 from .assignment import parse_partition_list
@@ -117,6 +118,11 @@ class IngestSettings(ServiceSettings, InfluxSettings, RedisSettings, EventTimeSe
         name = socket.gethostname()
         suffix = name.rsplit("-", 1)[-1]
         return int(suffix) if "-" in name and suffix.isdigit() else 0
+
+    def kafka_client(self) -> dict:
+        """The settings every confluent-kafka client of ingest starts from: the brokers, security,
+        and librdkafka's lines through the service's logging (the client must be polled)."""
+        return {"bootstrap.servers": self.kafka_brokers, "logger": KAFKA_CLIENT_LOG, **self.kafka_security()}
 
     def kafka_security(self) -> dict[str, str]:
         """librdkafka security settings (the password is read here only)."""

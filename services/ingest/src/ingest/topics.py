@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 
 from confluent_kafka import Consumer
-from smartgrid_common.logs import KAFKA_CLIENT_LOG
 
 from .assignment import parse_partition_list, partitions_per_replica, replica_range
 from .settings import IngestSettings
@@ -27,8 +26,7 @@ def plan_partitions(settings: IngestSettings, partition_count: int | None) -> li
 
 def topic_partition_count(settings: IngestSettings, timeout: float = 10.0) -> int | None:
     """Partitions of KAFKA_TOPIC, or None when Kafka does not answer or the topic is missing."""
-    consumer = Consumer({"bootstrap.servers": settings.kafka_brokers, "group.id": settings.kafka_group_id,
-                         "logger": KAFKA_CLIENT_LOG, **settings.kafka_security()})
+    consumer = Consumer(settings.kafka_client() | {"group.id": settings.kafka_group_id})
     try:
         metadata = consumer.list_topics(settings.kafka_topic, timeout=timeout)
         topic = metadata.topics.get(settings.kafka_topic)
@@ -47,7 +45,7 @@ def ensure_dead_letter_topic(settings: IngestSettings, partition_count: int | No
     """Create the dead-letter topic when it is missing; returns an error message, or None when it exists."""
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient({"bootstrap.servers": settings.kafka_brokers, "logger": KAFKA_CLIENT_LOG, **settings.kafka_security()})
+    admin = AdminClient(settings.kafka_client())
     topic = settings.dead_letter_topic
     try:
         if topic in admin.list_topics(timeout=10).topics:
